@@ -1,0 +1,1 @@
+"""Upstream samplers: the big model the search draws chunks from."""

@@ -1,0 +1,175 @@
+"""`w2s`: generate one answer, serve the proxy, or align a JSONL file.
+
+Every error a user can cause (bad config, missing model, unknown route) is one
+line on stderr and exit status 2, not a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+
+from proxy.errors import W2SError
+
+
+def _search_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search overrides")
+    g.add_argument("-w", "--w", type=int, help="beams kept per round (W)")
+    g.add_argument("-k", "--k", type=int, help="continuations per beam (K)")
+    g.add_argument("-l", "--l", type=_chunk_len, help="chunk length in upstream tokens (L); 'none' = Best-of-N")
+    g.add_argument("--max-tokens", type=int, help="max upstream tokens per answer")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-p", type=float)
+    g.add_argument("-n", "--n", type=int, help="distinct answers to print")
+
+
+def _chunk_len(v: str):
+    return None if v.lower() in ("none", "inf", "null") else int(v)
+
+
+def _overrides(a: argparse.Namespace) -> dict:
+    out = {}
+    for key in ("w", "k", "max_tokens", "seed", "temperature", "top_p", "n"):
+        v = getattr(a, key, None)
+        if v is not None:
+            out[key] = v
+    if getattr(a, "l", "unset") != "unset":
+        out["l"] = a.l
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="w2s", description="Weak-to-strong search proxy")
+    p.add_argument("--config", "-c", help="config file (default: ./config.yaml, or $W2S_CONFIG)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate", help="run one guided search and print the answer")
+    g.add_argument("prompt", nargs="?", help="raw completion prompt")
+    g.add_argument("--messages", help="JSON file with a list of chat messages (instead of PROMPT)")
+    g.add_argument("--model", "--route", dest="route", help="route name from config (default: default_route)")
+    g.add_argument("--trace", action="store_true", help="print every round as a table")
+    g.add_argument("--json", action="store_true", help="print the result as JSON")
+    _search_flags(g)
+    g.set_defaults(l="unset")
+
+    s = sub.add_parser("serve", help="run the OpenAI/Anthropic-compatible server")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+
+    b = sub.add_parser("batch", help="align a JSONL file of prompts")
+    b.add_argument("input")
+    b.add_argument("-o", "--output", required=True)
+    b.add_argument("--model", "--route", dest="route")
+    b.add_argument("--concurrency", type=int, default=1)
+    b.add_argument("--url", help="use a running proxy instead of loading models here")
+    b.add_argument("--retry-failed", action="store_true")
+    b.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not args.verbose:
+        _quiet_libraries()
+    try:
+        from proxy.config import load_config
+
+        cfg = load_config(args.config)
+        if args.cmd == "generate":
+            return asyncio.run(_generate(cfg, args))
+        if args.cmd == "serve":
+            from proxy.server import serve
+
+            serve(cfg, host=args.host or cfg.server.host, port=args.port or cfg.server.port)
+            return 0
+        if args.cmd == "batch":
+            from proxy.batch import run_batch_cli
+
+            return run_batch_cli(cfg, args)
+    except W2SError as e:
+        print(f"w2s: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("w2s: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:
+        pass
+
+
+async def _generate(cfg, args) -> int:
+    from proxy.engine import Engine
+    from proxy.types import Prompt
+
+    if args.messages:
+        try:
+            with open(args.messages) as f:
+                messages = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise W2SError(f"cannot read messages file {args.messages}: {e}") from None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+            raise W2SError("--messages must be a JSON list of {role, content} objects")
+        prompt = Prompt.chat(messages)
+    elif args.prompt is not None:
+        prompt = Prompt.raw(args.prompt)
+    else:
+        raise W2SError("give a PROMPT or --messages FILE")
+
+    engine = Engine(cfg)
+    name, _ = cfg.route(args.route)  # unknown route: fail before loading anything
+    params = engine.params_for(name, _overrides(args))
+    t0 = time.perf_counter()
+    try:
+        await engine.start()
+        t_load = time.perf_counter() - t0
+        result = await engine.run(name, prompt, params=params)
+    finally:
+        await engine.aclose()
+    wall = time.perf_counter() - t0
+    if args.json:
+        import dataclasses
+
+        out = dataclasses.asdict(result)
+        out["seconds"] = {"load": t_load, "total": wall}
+        print(json.dumps(out, indent=2))
+        return 0
+    if args.trace:
+        from proxy.trace_table import format_trace
+
+        print(format_trace(result), file=sys.stderr)
+    for i, a in enumerate(result.answers):
+        if len(result.answers) > 1:
+            print(f"--- answer {i + 1} (score {a.score:.3f})" if a.score is not None else f"--- answer {i + 1}")
+        print(a.text)
+    print(
+        f"[{name}: {result.mode}, {len(result.rounds)} rounds, {result.upstream_completion_tokens} upstream tokens "
+        f"in {result.upstream_calls} calls, {result.scorer_tokens} scorer tokens, load {t_load:.1f}s, total {wall:.1f}s]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

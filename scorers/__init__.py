@@ -1,0 +1,1 @@
+"""Guide scorers: the small tuned/untuned pair that steers the search."""

@@ -1,0 +1,133 @@
+"""Micro-batching of scorer rows across every in-flight search.
+
+Searches submit rows and await their results. One worker task drains the
+queue: rows that arrived while the previous forward pass ran are packed into
+one padded batch per model (up to a token budget), so 8 concurrent searches
+cost about one forward pass per round instead of eight.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from proxy.config import ScorerConfig
+from scorers.loading import LoadedModel, ModelPool
+from scorers.rows import Row, RowResult, forward_rows
+
+log = logging.getLogger("w2s.scorer")
+
+
+@dataclass
+class BatcherStats:
+    batches: int = 0
+    rows: int = 0
+    tokens: int = 0  # real tokens fed (what the scorer computed)
+    padded_tokens: int = 0  # B x (P + N): what the device attended over
+    seconds: float = 0.0
+    batch_rows: Counter = field(default_factory=Counter)  # rows per forward pass -> count
+
+    def mean_batch_rows(self) -> float:
+        return self.rows / self.batches if self.batches else 0.0
+
+
+@dataclass
+class _Job:
+    model: LoadedModel
+    rows: list[Row]
+    future: asyncio.Future
+
+
+class RowBatcher:
+    def __init__(self, pool: ModelPool, cfg: ScorerConfig):
+        self.pool = pool
+        self.cfg = cfg
+        self.stats = BatcherStats()
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._worker(), name="w2s-scorer-batcher")
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def submit(self, model: LoadedModel, rows: list[Row]) -> list[RowResult]:
+        if not rows:
+            return []
+        self.start()
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(model, rows, fut))
+        return await fut
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _worker(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            jobs = [j for j in jobs if not j.future.done()]  # cancelled searches drop out
+            by_model: dict[str, list[_Job]] = {}
+            for j in jobs:
+                by_model.setdefault(j.model.name, []).append(j)
+            for group in by_model.values():
+                try:
+                    await self._run_group(group)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # a bad batch fails its searches, not the worker
+                    log.exception("scorer batch failed")
+                    for j in group:
+                        if not j.future.done():
+                            j.future.set_exception(e)
+
+    async def _run_group(self, jobs: list[_Job]) -> None:
+        model = jobs[0].model
+        flat = [(ji, ri, r) for ji, j in enumerate(jobs) for ri, r in enumerate(j.rows)]
+        # Similar shapes together: less padding.
+        flat.sort(key=lambda t: (t[2].reuse, t[2].new_tokens))
+        results: list[list[RowResult | None]] = [[None] * len(j.rows) for j in jobs]
+        for batch in self._pack([t[2] for t in flat]):
+            idx = flat[: len(batch)]
+            flat = flat[len(batch):]
+            t0 = asyncio.get_running_loop().time()
+            out = await self.pool.run(forward_rows, model.model, batch, model.tokenizer.pad_token_id or 0)
+            st = self.stats
+            st.seconds += asyncio.get_running_loop().time() - t0
+            st.batches += 1
+            st.rows += len(batch)
+            st.batch_rows[len(batch)] += 1
+            st.tokens += sum(r.new_tokens for r in batch)
+            st.padded_tokens += len(batch) * (max(r.reuse for r in batch) + max(r.new_tokens for r in batch))
+            for (ji, ri, _), res in zip(idx, out):
+                results[ji][ri] = res
+        for j, res in zip(jobs, results):
+            if not j.future.done():
+                j.future.set_result(res)
+
+    def _pack(self, rows: list[Row]):
+        """Consecutive batches whose padded size stays within the budget."""
+        batch: list[Row] = []
+        P = N = 0
+        for r in rows:
+            p, n = max(P, r.reuse), max(N, r.new_tokens)
+            if batch and ((len(batch) + 1) * (p + n) > self.cfg.max_batch_tokens
+                          or len(batch) >= self.cfg.max_batch_rows):
+                yield batch
+                batch, p, n = [], r.reuse, r.new_tokens
+            batch.append(r)
+            P, N = p, n
+        if batch:
+            yield batch

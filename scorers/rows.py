@@ -1,0 +1,163 @@
+"""Batched log-prob forward passes over token rows that may reuse a cached prefix.
+
+A row is one full token sequence (prompt + response [+ EOS]) of which the first
+`reuse` tokens' keys/values are already known from a `PastEntry` (the prompt, or
+the kept beam this candidate extends). Rows with different cached lengths share
+one padded forward pass:
+
+    past   (B, H, P, D)  left-padded to P = max reuse
+    new    (B, N)        right-padded to N = max new tokens
+    mask   (B, P + N)    zeros over both paddings
+    pos    (B, N)        reuse_r + arange(N): true positions, so RoPE is exact
+
+Pure torch + transformers; runs in the model worker thread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+LOGIT_SLICE = 1024  # positions per lm_head slice: never materialise (B, N, V) logits
+
+
+@dataclass
+class PastEntry:
+    ids: tuple[int, ...]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (H, T, D)
+    logps: torch.Tensor  # (T,) float64: log p(ids[i] | ids[:i]); logps[0] = 0
+
+
+@dataclass
+class Row:
+    ids: list[int]
+    past: PastEntry | None = None
+    reuse: int = 0  # tokens of `past` reused; ids[:reuse] == past.ids[:reuse], reuse < len(ids)
+    keep: bool = False  # return a PastEntry for this row (a beam that may be extended)
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.ids) - self.reuse
+
+
+@dataclass
+class RowResult:
+    logps: torch.Tensor  # (T,) float64, as PastEntry.logps
+    entry: PastEntry | None
+
+
+def plan_reuse(ids: list[int], entries: list[PastEntry]) -> tuple[PastEntry | None, int]:
+    """Pick the cached entry sharing the longest token prefix with `ids`.
+
+    Reusing u tokens means feeding ids[u:]; the output at position u predicts
+    ids[u+1], and ids[..u]'s log-probs come from the entry. So u = lcp - 1, and
+    at least one token is always fed.
+    """
+    best, best_lcp = None, 0
+    for e in entries:
+        n = min(len(e.ids), len(ids))
+        i = 0
+        while i < n and e.ids[i] == ids[i]:
+            i += 1
+        if i > best_lcp:
+            best, best_lcp = e, i
+    u = min(best_lcp, len(ids)) - 1
+    if best is None or u < 1:
+        return None, 0
+    return best, u
+
+
+def supports_reuse(model) -> bool:
+    """Only plain full-attention caches can be padded and stitched per row.
+
+    Sliding-window layers (Gemma 3) keep a rolling cache; those models are
+    scored by full recompute, which is always correct.
+    """
+    cfg = model.config
+    types = getattr(cfg, "layer_types", None) or []
+    return not any("sliding" in str(t) for t in types) and not getattr(cfg, "sliding_window", None)
+
+
+@torch.inference_mode()
+def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
+    from transformers import DynamicCache
+
+    device = model.device
+    B = len(rows)
+    P = max(r.reuse for r in rows)
+    N = max(r.new_tokens for r in rows)
+    input_ids = torch.full((B, N), pad_id, dtype=torch.long)  # (B, N)
+    mask = torch.zeros((B, P + N), dtype=torch.long)  # (B, P+N)
+    pos = torch.zeros((B, N), dtype=torch.long)  # (B, N)
+    for b, r in enumerate(rows):
+        n = r.new_tokens
+        input_ids[b, :n] = torch.tensor(r.ids[r.reuse:], dtype=torch.long)
+        mask[b, P - r.reuse: P + n] = 1
+        pos[b] = torch.arange(r.reuse, r.reuse + N)
+    cache = None
+    if P > 0:
+        layers = []
+        ref = next(r.past for r in rows if r.past is not None).kv
+        for li, (k0, v0) in enumerate(ref):
+            H, _, D = k0.shape
+            k = torch.zeros((B, H, P, D), dtype=k0.dtype, device=device)  # (B, H, P, D)
+            v = torch.zeros((B, H, P, D), dtype=v0.dtype, device=device)
+            for b, r in enumerate(rows):
+                if r.reuse:
+                    k[b, :, P - r.reuse:] = r.past.kv[li][0][:, : r.reuse]
+                    v[b, :, P - r.reuse:] = r.past.kv[li][1][:, : r.reuse]
+            layers.append((k, v))
+        cache = DynamicCache(ddp_cache_data=layers)
+    keep = any(r.keep for r in rows)
+    decoder = model.get_decoder()
+    out = decoder(
+        input_ids=input_ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=pos.to(device),
+        cache=cache,
+        use_cache=keep,
+    )
+    hidden = out.last_hidden_state  # (B, N, E)
+    targets = torch.full((B, N), 0, dtype=torch.long)  # (B, N): token predicted at each position
+    for b, r in enumerate(rows):
+        nxt = r.ids[r.reuse + 1:]
+        targets[b, : len(nxt)] = torch.tensor(nxt, dtype=torch.long)
+    new_lp = _target_logps(model, hidden, targets.to(device))  # (B, N) float32, cpu
+
+    results = []
+    new_cache = out.cache if keep else None
+    for b, r in enumerate(rows):
+        T = len(r.ids)
+        lp = torch.zeros(T, dtype=torch.float64)
+        if r.reuse:
+            lp[: r.reuse + 1] = r.past.logps[: r.reuse + 1]
+        lp[r.reuse + 1:] = new_lp[b, : T - r.reuse - 1].double()
+        entry = None
+        if r.keep:
+            kv = []
+            for li, layer in enumerate(new_cache.layers):
+                ks, vs = layer.keys[b], layer.values[b]  # (H, P+N, D)
+                k = torch.cat([ks[:, P - r.reuse: P], ks[:, P: P + r.new_tokens]], dim=1).clone()
+                v = torch.cat([vs[:, P - r.reuse: P], vs[:, P: P + r.new_tokens]], dim=1).clone()
+                kv.append((k, v))
+            entry = PastEntry(tuple(r.ids), kv, lp)
+        results.append(RowResult(lp, entry))
+    return results
+
+
+def _target_logps(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(lm_head(hidden))[targets], sliced so (B, N, V) never exists."""
+    head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    B, N, E = hidden.shape
+    flat_h = hidden.reshape(B * N, E)  # (B*N, E)
+    flat_t = targets.reshape(B * N)  # (B*N,)
+    out = torch.empty(B * N, dtype=torch.float32)
+    for s in range(0, B * N, LOGIT_SLICE):
+        logits = head(flat_h[s: s + LOGIT_SLICE]).float()  # (S, V)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        lse = torch.logsumexp(logits, dim=-1)  # (S,)
+        tgt = logits.gather(1, flat_t[s: s + LOGIT_SLICE, None]).squeeze(1)  # (S,)
+        out[s: s + LOGIT_SLICE] = (tgt - lse).cpu()
+    return out.reshape(B, N)
