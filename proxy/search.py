@@ -13,7 +13,7 @@ configurable or harmless:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Awaitable, Callable
 
 from providers.base import Sampler
@@ -42,7 +42,8 @@ class _Beam:
     finished: bool = False
     finish_reason: FinishReason = "length"
     score: float | None = None
-    parent: int | None = None
+    parent: int | None = None  # index of the parent in the previous round's candidates
+    index: int = -1  # index in this round's candidates (the trace's numbering)
 
     @property
     def key(self) -> tuple[str, bool]:
@@ -94,7 +95,7 @@ async def search(
         if round_idx == 0:
             parents_for_draw = [(None, _Beam("", 0))] * (width * params.k)
         else:
-            parents_for_draw = [(i, b) for i, b in enumerate(kept) if not b.finished for _ in range(params.k)]
+            parents_for_draw = [(b.index, b) for b in kept if not b.finished for _ in range(params.k)]
         budget_left = None
         if params.max_upstream_tokens is not None:
             budget_left = params.max_upstream_tokens - result.upstream_completion_tokens
@@ -122,6 +123,11 @@ async def search(
             if chunk.error is not None:
                 failed += 1
                 continue
+            if not sampled.exact:
+                # The upstream could not continue the prefix (e.g. a prefill
+                # refusal found mid-search): the chunk is a whole fresh answer.
+                children.append(_Beam(chunk.text, chunk.completion_tokens, True, chunk.finish_reason, parent=None))
+                continue
             tokens = parent.tokens + chunk.completion_tokens
             child = _Beam(parent.text + chunk.text, tokens, parent=pidx)
             if chunk.finish_reason == "stop":
@@ -131,6 +137,9 @@ async def search(
                 # cannot be continued.
                 child.finished, child.finish_reason = True, "length"
             children.append(child)
+        if not sampled.exact and exact:
+            exact, chunk_len = False, None
+            result.mode = mode_of(params, exact=False)
         result.upstream_calls += sampled.calls
         result.upstream_prompt_tokens += prompt_toks
         result.upstream_completion_tokens += completion_toks
@@ -139,11 +148,14 @@ async def search(
                                 provider=getattr(sampler, "name", ""))
 
         # Finished kept beams stay in the pool and compete.
-        pool = [b for b in kept if b.finished] + children
+        carried = [replace(b, parent=b.index) for b in kept if b.finished]
+        pool = carried + children
         distinct: dict[tuple[str, bool], _Beam] = {}
         for b in pool:
             distinct.setdefault(b.key, b)
         candidates = list(distinct.values())
+        for i, b in enumerate(candidates):
+            b.index = i
 
         budget_hit = (params.max_upstream_tokens is not None
                       and result.upstream_completion_tokens >= params.max_upstream_tokens)
@@ -153,6 +165,8 @@ async def search(
                 if not b.finished:
                     b.finished, b.finish_reason = True, "length"
             candidates = list({b.key: b for b in candidates}.values())
+            for i, b in enumerate(candidates):
+                b.index = i
 
         t1 = time.perf_counter()
         scorer_before = scorer.tokens_computed if scorer is not None else 0
@@ -173,7 +187,8 @@ async def search(
         kept_ids = {id(b) for b in kept}
         trace = RoundTrace(
             index=round_idx,
-            candidates=[CandidateTrace(b.text, b.parent, b.score, b.finished, id(b) in kept_ids) for b in candidates],
+            candidates=[CandidateTrace(b.text, b.parent, b.score, b.finished, id(b) in kept_ids,
+                                       b.finish_reason if b.finished else None, b.tokens) for b in candidates],
             upstream_calls=sampled.calls,
             upstream_prompt_tokens=prompt_toks,
             upstream_completion_tokens=completion_toks,

@@ -140,10 +140,12 @@ class SearchParams:
 @dataclass
 class CandidateTrace:
     text: str
-    parent: int | None  # index in the previous round's kept list
+    parent: int | None  # index in the previous round's candidates
     score: float | None
     finished: bool
     kept: bool
+    finish_reason: FinishReason | None = None  # set when finished
+    tokens: int = 0  # upstream completion tokens on this candidate's path
 
 
 @dataclass

@@ -1,0 +1,170 @@
+"""CBS semantics on the real models: Gemma 3 270M upstream, SmolLM2 guide pair.
+
+Every run is checked against the algorithm's invariants round by round, and
+its scores against a fresh full recompute of each whole partial answer.
+"""
+from __future__ import annotations
+
+import pytest
+
+from proxy.search import search
+from proxy.types import Prompt, SampleRequest, Continuation, ScoreItem, SearchParams
+
+PROMPT = Prompt.raw("I watched this movie last night and")
+
+
+def check_invariants(result, params: SearchParams):
+    width = max(params.w, params.n)
+    rounds = result.rounds
+    assert rounds, "at least one round"
+    first = rounds[0]
+    assert all(c.parent is None for c in first.candidates)
+    assert len(first.candidates) <= width * params.k
+    for ri, rd in enumerate(rounds):
+        texts = [(c.text, c.finished) for c in rd.candidates]
+        assert len(texts) == len(set(texts)), "identical candidates appear once"
+        kept = [c for c in rd.candidates if c.kept]
+        assert len(kept) == min(width, len(rd.candidates))
+        if len(rd.candidates) > 1:
+            worst_kept = min(c.score for c in kept)
+            assert all(c.score <= worst_kept + 1e-9 for c in rd.candidates if not c.kept), "top W are kept"
+        for c in rd.candidates:
+            assert c.tokens <= params.max_tokens
+            assert c.finished == (c.finish_reason is not None)
+        if ri > 0:
+            prev_kept = [c for c in rounds[ri - 1].candidates if c.kept]
+            assert not all(c.finished for c in prev_kept), "the search stops once every kept beam is finished"
+            for c in rd.candidates:
+                parent = rounds[ri - 1].candidates[c.parent]
+                assert parent.kept
+                assert c.text.startswith(parent.text)
+                if parent.finished:
+                    assert c.text == parent.text and c.finished  # carried over unchanged
+            # every finished kept beam competes again
+            for i, p in enumerate(rounds[ri - 1].candidates):
+                if not p.kept:
+                    continue
+                if p.finished:
+                    assert any(c.parent == i and c.text == p.text for c in rd.candidates)
+                else:
+                    n_children = sum(1 for c in rd.candidates if c.parent == i)
+                    assert 1 <= n_children <= params.k
+    last_kept = [c for c in rounds[-1].candidates if c.kept]
+    assert all(c.finished for c in last_kept)
+    best = max(last_kept, key=lambda c: c.score if c.score is not None else 0)
+    assert result.best.text == best.text
+
+
+async def rescore(engine, guide, prompt, rd, full=True):
+    """Fresh, non-incremental scores of a round's candidates."""
+    pair = engine.guides[guide]
+    fresh = type(pair)("fresh", pair.cfg, pair.pool, pair.batcher, incremental=not full)
+    fresh.bind()
+    items = [ScoreItem(c.text, c.finished and c.finish_reason == "stop") for c in rd.candidates]
+    return await fresh.session(prompt).score(items)
+
+
+async def test_cbs_semantics_cross_vocabulary(engine):
+    sampler = engine.samplers["gemma-local"]
+    pair = engine.guides["positive-critic"]
+    up_vocab = len(engine.pool.get("gemma3-270m").tokenizer)
+    guide_vocab = len(engine.pool.get("smollm2").tokenizer)
+    assert up_vocab > 5 * guide_vocab  # 262k vs 49k: only text crosses over
+
+    params = SearchParams(w=2, k=3, l=4, max_tokens=20, seed=11, stop=(".",))
+    session = pair.session(PROMPT)
+    result = await search(PROMPT, sampler, session, params)
+    check_invariants(result, params)
+    assert result.mode == "cbs"
+    assert len(result.rounds[0].candidates) == 6  # W*K draws from the bare prompt
+    assert len(result.rounds) >= 2
+    # Scores are of the whole partial answer: a full recompute agrees, every round.
+    for rd in result.rounds:
+        again = await rescore(engine, "positive-critic", PROMPT, rd)
+        assert [c.score for c in rd.candidates] == pytest.approx(again, abs=3e-3)
+    assert result.scorer_tokens == session.tokens_computed
+    assert result.upstream_completion_tokens == sum(r.upstream_completion_tokens for r in result.rounds)
+
+
+async def test_finished_candidates_stay_and_compete(engine):
+    """With '.' as a stop string answers finish early; a finished beam is carried and can win."""
+    sampler = engine.samplers["gemma-local"]
+    pair = engine.guides["positive-critic"]
+    params = SearchParams(w=3, k=2, l=3, max_tokens=18, seed=0, stop=(".",))
+    result = await search(PROMPT, sampler, pair.session(PROMPT), params)
+    check_invariants(result, params)
+    carried = [
+        c for ri, rd in enumerate(result.rounds[1:], 1) for c in rd.candidates
+        if c.finished and c.parent is not None
+        and result.rounds[ri - 1].candidates[c.parent].finished
+    ]
+    assert carried, "some finished beam was carried into a later round"
+    assert any(c.finish_reason == "stop" for rd in result.rounds for c in rd.candidates)
+
+
+async def test_stops_at_max_tokens(engine):
+    sampler = engine.samplers["gemma-local"]
+    params = SearchParams(w=2, k=2, l=5, max_tokens=12, seed=2)
+    result = await search(PROMPT, sampler, engine.guides["positive-critic"].session(PROMPT), params)
+    check_invariants(result, params)
+    assert len(result.rounds) == 3  # 5 + 5 + 2 tokens
+    assert result.best.completion_tokens <= 12
+    assert result.best.finish_reason in ("length", "stop")
+
+
+async def test_best_of_n_is_one_round(engine):
+    sampler = engine.samplers["gemma-local"]
+    params = SearchParams(w=1, k=4, l=None, max_tokens=12, seed=3)
+    result = await search(PROMPT, sampler, engine.guides["positive-critic"].session(PROMPT), params)
+    check_invariants(result, params)
+    assert result.mode == "bon"
+    (rd,) = result.rounds
+    assert len(rd.candidates) == 4 and all(c.finished for c in rd.candidates)
+    assert result.best.score == max(c.score for c in rd.candidates)
+
+
+async def test_plain_sampling_is_the_upstream_sample(engine):
+    sampler = engine.samplers["gemma-local"]
+    params = SearchParams(w=1, k=1, l=None, max_tokens=12, seed=4)
+    session = engine.guides["positive-critic"].session(PROMPT)
+    result = await search(PROMPT, sampler, session, params)
+    assert result.mode == "sample" and result.scorer_tokens == 0 and len(result.rounds) == 1
+    direct = await sampler.sample(SampleRequest(PROMPT, [Continuation("", 12)], seed=4 * 1_000_003))
+    assert result.best.text == direct.chunks[0].text
+
+
+async def test_identical_candidates_scored_once_and_not_crowding(engine):
+    """Greedy decoding makes all K children identical: they take one slot."""
+    sampler = engine.samplers["gemma-local"]
+    session = engine.guides["positive-critic"].session(PROMPT)
+    params = SearchParams(w=2, k=3, l=4, max_tokens=8, temperature=0.0)
+    result = await search(PROMPT, sampler, session, params)
+    check_invariants(result, params)
+    assert len(result.rounds[0].candidates) == 1  # six identical draws, one candidate
+
+
+async def test_n_distinct_answers(engine):
+    sampler = engine.samplers["gemma-local"]
+    params = SearchParams(w=2, k=2, l=6, max_tokens=12, seed=8, n=3)
+    result = await search(PROMPT, sampler, engine.guides["positive-critic"].session(PROMPT), params)
+    check_invariants(result, params)
+    assert len(result.answers) == 3
+    assert len({a.text for a in result.answers}) == 3
+    scores = [a.score for a in result.answers]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_upstream_token_budget_stops_cleanly(engine):
+    sampler = engine.samplers["gemma-local"]
+    params = SearchParams(w=2, k=2, l=4, max_tokens=40, seed=9, max_upstream_tokens=20)
+    result = await search(PROMPT, sampler, engine.guides["positive-critic"].session(PROMPT), params)
+    assert result.budget_exhausted
+    assert result.upstream_completion_tokens <= 20 + 4  # at most one round past the line
+    assert result.best.finish_reason == "length" and result.best.text
+
+
+async def test_engine_route_and_passthrough(engine):
+    result = await engine.run("w2s-test", Prompt.chat([{"role": "user", "content": "The film was"}]), {"seed": 1})
+    assert result.mode == "cbs" and result.best.text
+    plain = await engine.run("passthrough", PROMPT, {"seed": 1, "n": 2})
+    assert plain.mode == "passthrough" and plain.scorer_tokens == 0 and len(plain.answers) == 2
