@@ -1,0 +1,226 @@
+"""Anthropic Messages API upstream: continuation by assistant prefill.
+
+The partial answer is sent as a final assistant message, which the model
+continues. The API has no `n`, so K candidates are K parallel requests; the
+shared prefix (system + conversation) is marked for prompt caching so the K
+copies are cheap.
+
+Prefill cannot end in whitespace, so trailing whitespace is stripped from it
+and, if the model's text starts with that same whitespace, removed from the
+text: the chunk is then exactly what follows the original prefix. If the text
+starts otherwise, it is returned as is (the model chose not to re-emit the
+whitespace; nothing better than its own text is known), so the boundary keeps
+the prefix's whitespace followed by the model's text.
+
+Claude 4.6 and later refuse prefill with a 400. The first refusal switches the
+sampler to whole answers only (exact_continuation=False: later searches run
+guided Best-of-N) with a warning, and no prefill is sent again. A draw that
+needed prefill is then drawn as a whole fresh answer (same max_tokens) and the
+result says exact=False, which the search takes as "these are whole answers".
+Likewise Opus 4.7+ refuse temperature/top_p/top_k: the first refusal stops
+sending them (with a warning) and the draw is repeated without them.
+"""
+from __future__ import annotations
+
+import logging
+
+import anthropic as sdk
+
+from providers import tokens
+from providers.limits import Limiter
+from providers.retry import Draw, MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
+from proxy.config import UpstreamConfig, resolve_secret
+from proxy.errors import UpstreamError, UpstreamRefused
+from proxy.types import Chunk, Continuation, FinishReason, Prompt, SampleRequest, SampleResult, content_text
+
+log = logging.getLogger("w2s.providers.anthropic")
+
+# max_tokens is required by the API; used only for a continuation with no limit.
+DEFAULT_MAX_TOKENS = 4096
+_PREFILL_REFUSAL_MARKS = ("prefill", "must end with a user message")
+_SAMPLING_FIELDS = ("temperature", "top_p", "top_k")
+
+_STOP: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                                  "model_context_window_exceeded": "length"}
+
+
+def is_prefill_refusal(err: UpstreamError) -> bool:
+    msg = err.message.lower()
+    return (isinstance(err, UpstreamRefused) and err.upstream_status == 400
+            and any(m in msg for m in _PREFILL_REFUSAL_MARKS))
+
+
+def is_sampling_refusal(err: UpstreamError) -> bool:
+    """Opus 4.7+ answer 400 to any sampling control ("`temperature` is deprecated for this model")."""
+    msg = err.message.lower()
+    return (isinstance(err, UpstreamRefused) and err.upstream_status == 400
+            and any(f in msg for f in _SAMPLING_FIELDS)
+            and any(w in msg for w in ("deprecated", "not supported", "unsupported", "removed")))
+
+
+def split_prefill(prefix: str) -> tuple[str, str]:
+    """(prefill to send, trailing whitespace held back)."""
+    kept = prefix.rstrip()
+    return kept, prefix[len(kept):]
+
+
+def restore_whitespace(text: str, held: str) -> str:
+    """The continuation after the original prefix (see the module docstring)."""
+    if held and text.startswith(held):
+        return text[len(held):]
+    return text
+
+
+def build_messages(prompt: Prompt, prefill: str, cache: bool) -> tuple[str | None, list[dict]]:
+    """(system, messages): the conversation as text blocks, then the prefill if any."""
+    messages: list[dict] = []
+    for m in prompt.as_messages():
+        role = m.get("role")
+        if role in ("system", "developer"):
+            continue  # Anthropic takes the system prompt as a separate field
+        text = content_text(m.get("content"))
+        if not text:
+            continue  # empty text blocks are rejected
+        messages.append({"role": "assistant" if role == "assistant" else "user",
+                         "content": [{"type": "text", "text": text}]})
+    if cache and messages:
+        # One breakpoint at the end of the shared prefix caches system + conversation.
+        messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+    if prefill:
+        messages.append({"role": "assistant", "content": prefill})
+    return prompt.system_text(), messages
+
+
+class AnthropicSampler:
+    model_names: tuple[str, ...] = ()
+
+    def __init__(self, name: str, cfg: UpstreamConfig, *, retry_policy: RetryPolicy | None = None,
+                 client: sdk.AsyncAnthropic | None = None):
+        self.name = name
+        self.cfg = cfg
+        self.exact_continuation = True  # until the model refuses prefill
+        self.send_sampling = True  # until the model refuses temperature/top_p/top_k
+        self._secret = resolve_secret(cfg.api_key)
+        self.client = client or sdk.AsyncAnthropic(
+            base_url=cfg.base_url, api_key=self._secret or "none", max_retries=0, timeout=cfg.timeout)
+        self.policy = retry_policy or RetryPolicy(max_retries=cfg.max_retries)
+        self.limiter = Limiter(cfg.concurrency, cfg.requests_per_minute, cfg.timeout)
+        self.stats = RetryStats()
+        self._errs = SDKErrors.of(sdk)
+        self._encoding_name = tokens.encoding_name(None, cfg.tokenizer)  # Claude's tokenizer is not public
+        self._label = f"upstream {name!r} (anthropic)"
+
+    @classmethod
+    def from_config(cls, name: str, cfg: UpstreamConfig, pool=None, **kw) -> "AnthropicSampler":
+        return cls(name, cfg, **kw)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    # -- sampling ----------------------------------------------------------
+    async def sample(self, request: SampleRequest) -> SampleResult:
+        stops = list(dict.fromkeys(s for s in (*request.stop, *self.cfg.stop) if s))
+
+        def draw(i: int, cont: Continuation) -> Draw:
+            async def run() -> list[Chunk]:
+                # No prefill once refused: the draw becomes a whole answer.
+                prefix = cont.prefix if self.exact_continuation else ""
+                prefill, held = split_prefill(prefix)
+                system, messages = build_messages(request.prompt, prefill, self.cfg.prompt_cache)
+                sampling_refused = False
+                while True:  # each kind of refusal is handled at most once
+                    try:
+                        chunk, has_usage = await self._call(request, cont, system, messages, stops)
+                        break
+                    except UpstreamError as e:
+                        if prefill and is_prefill_refusal(e):
+                            self._disable_prefill()
+                            prefill, held = "", ""
+                            system, messages = build_messages(request.prompt, "", self.cfg.prompt_cache)
+                        elif not sampling_refused and is_sampling_refusal(e):
+                            sampling_refused = True
+                            self._disable_sampling()
+                        else:
+                            raise
+                chunk.text = restore_whitespace(chunk.text, held)
+                if not has_usage:
+                    await self._estimate(chunk, system, messages)
+                return [chunk]
+            return [i], run
+
+        draws = [draw(i, c) for i, c in enumerate(request.continuations)]
+        chunks = await draw_all(draws, len(draws))
+        # Read after the draws: a refusal found during this call makes them whole answers.
+        return SampleResult(chunks=chunks, calls=len(draws), exact=self.exact_continuation)
+
+    async def _call(self, request: SampleRequest, cont: Continuation, system: str | None,
+                    messages: list[dict], stops: list[str]) -> tuple[Chunk, bool]:
+        return await call_with_retry(
+            lambda: self.limiter.run(lambda: self._request(request, cont, system, messages, stops)),
+            policy=self.policy, errs=self._errs, label=self._label, provider=self.name,
+            stats=self.stats, secrets=(self._secret,))
+
+    def _disable_sampling(self) -> None:
+        if self.send_sampling:
+            self.send_sampling = False
+            log.warning("%s: model %s refuses sampling controls; candidates are drawn with the model's "
+                        "default sampling (temperature/top_p/top_k not sent)", self._label, self.cfg.model)
+
+    def _disable_prefill(self) -> None:
+        if self.exact_continuation:  # K parallel draws all see the refusal: warn once
+            self.exact_continuation = False
+            log.warning("%s: model %s refuses assistant prefill; switching to guided Best-of-N "
+                        "(whole answers, no exact continuation)", self._label, self.cfg.model)
+
+    async def _request(self, request: SampleRequest, cont: Continuation, system: str | None,
+                       messages: list[dict], stops: list[str]) -> tuple[Chunk, bool]:
+        kw: dict = {
+            "model": self.cfg.model,
+            "max_tokens": cont.max_tokens if cont.max_tokens is not None else DEFAULT_MAX_TOKENS,
+            "messages": messages,
+        }
+        if system:
+            kw["system"] = system
+        if stops:
+            kw["stop_sequences"] = stops
+        # The SDK (2.x) no longer types the sampling controls, which Opus 4.7+
+        # refuse; older models still take them in the body.
+        extra = dict(self.cfg.extra_body)
+        if self.send_sampling:
+            extra["temperature"] = request.temperature
+            if request.top_p != 1.0:  # 4.5-era models reject top_p together with temperature
+                extra["top_p"] = request.top_p
+            if request.top_k is not None:
+                extra["top_k"] = request.top_k
+        resp = await self.client.messages.create(**kw, extra_body=extra or None)
+        return _parse(resp)
+
+    async def _estimate(self, chunk: Chunk, system: str | None, messages: list[dict]) -> None:
+        """No usage in the response: estimate both counts with tiktoken."""
+        enc = await tokens.load_encoding(self._encoding_name)
+        chunk.completion_tokens = tokens.count(enc, chunk.text)
+        flat = [{"content": system or ""}] + [{"content": content_text(m["content"])} for m in messages]
+        chunk.prompt_tokens = tokens.count_messages(enc, flat)
+
+
+def _parse(resp) -> tuple[Chunk, bool]:
+    """A Message as a Chunk, and whether the response carried usage."""
+    try:
+        text = "".join(b.text for b in resp.content if getattr(b, "type", None) == "text")
+        reason = resp.stop_reason
+        usage = getattr(resp, "usage", None)
+        if usage is not None and isinstance(usage.input_tokens, int) and isinstance(usage.output_tokens, int):
+            # Tokens read: uncached + written to cache + read from cache.
+            prompt = (usage.input_tokens + (getattr(usage, "cache_creation_input_tokens", None) or 0)
+                      + (getattr(usage, "cache_read_input_tokens", None) or 0))
+            completion = usage.output_tokens
+            has_usage = True
+        else:
+            prompt = completion = 0
+            has_usage = False
+    except (AttributeError, TypeError) as e:
+        raise MalformedResponse(type(e).__name__) from None
+    if not isinstance(text, str):
+        raise MalformedResponse("text is not a string")
+    finish = _STOP.get(str(reason), "stop") if reason is not None else "stop"
+    return Chunk(text=text, finish_reason=finish, completion_tokens=completion, prompt_tokens=prompt), has_usage

@@ -1,0 +1,222 @@
+"""A fault-injecting fake upstream for the provider tests (loopback only).
+
+Speaks just enough of OpenAI ``/v1/completions``, ``/v1/chat/completions`` and
+Anthropic ``/v1/messages`` for the real SDKs to parse its answers, and can be
+scripted per test: queued faults are served first, in order, then a `rule`
+(request body -> Fault or None) decides, then a plain success.
+
+It is for fault injection only: success-path behaviour is tested against the
+project's own pass-through server.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aiohttp import web
+
+# The real Anthropic refusal for a trailing assistant message (Claude 4.6+).
+PREFILL_REFUSAL = {
+    "type": "error",
+    "error": {
+        "type": "invalid_request_error",
+        "message": "This model does not support assistant message prefill. "
+                   "The conversation must end with a user message.",
+    },
+    "request_id": "req_fake_prefill",
+}
+
+_HIDDEN_HEADERS = {"authorization", "x-api-key", "api-key", "cookie"}
+
+
+@dataclass
+class Fault:
+    kind: str  # ok | status | sleep | reset | malformed
+    status: int = 200
+    body: dict | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    text: str | None = None  # ok: the text every choice gets
+    finish: str | None = None  # ok: the provider's own finish/stop reason
+
+    # Constructors the tests read well with.
+    @classmethod
+    def ok(cls, text: str | None = None, finish: str | None = None) -> "Fault":
+        return cls("ok", text=text, finish=finish)
+
+    @classmethod
+    def error(cls, status: int, message: str = "fake failure", retry_after: str | None = None,
+              headers: dict[str, str] | None = None) -> "Fault":
+        h = dict(headers or {})
+        if retry_after is not None:
+            h["Retry-After"] = retry_after
+        return cls("status", status=status, body={"error": {"message": message, "type": "fake_error",
+                                                            "param": None, "code": None}}, headers=h)
+
+    @classmethod
+    def prefill_refusal(cls) -> "Fault":
+        return cls("status", status=400, body=PREFILL_REFUSAL,
+                   headers={"x-should-retry": "false", "request-id": "req_fake_prefill"})
+
+    @classmethod
+    def sleep(cls, seconds: float) -> "Fault":
+        return cls("sleep", delay=seconds)
+
+    @classmethod
+    def reset(cls) -> "Fault":
+        return cls("reset")
+
+    @classmethod
+    def malformed(cls) -> "Fault":
+        return cls("malformed")
+
+
+@dataclass
+class Recorded:
+    path: str
+    body: dict
+    headers: dict[str, str]  # auth headers removed
+    t: float  # time.monotonic() on arrival
+    had_auth: bool = False  # an API key header was sent (its value is never kept)
+    disconnected: bool = False  # a sleeping request saw the client go away
+
+
+Rule = Callable[[str, dict], "Fault | None"]
+
+
+class FaultUpstream:
+    def __init__(self, include_usage: bool = True):
+        self.include_usage = include_usage
+        self.requests: list[Recorded] = []
+        self.rule: Rule | None = None
+        self._queue: deque[Fault] = deque()
+        self._runner: web.AppRunner | None = None
+        self._ids = itertools.count(1)
+        self.port = 0
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests being handled at once
+
+    # -- scripting ---------------------------------------------------------
+    def push(self, *faults: Fault) -> None:
+        self._queue.extend(faults)
+
+    def count(self, path_suffix: str = "") -> int:
+        return sum(1 for r in self.requests if r.path.endswith(path_suffix))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> "FaultUpstream":
+        app = web.Application()
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/messages", self._messages)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- handlers ----------------------------------------------------------
+    async def _serve(self, request: web.Request, success: Callable[[dict, Fault], dict]) -> web.StreamResponse:
+        body = await request.json()
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _HIDDEN_HEADERS}
+        had_auth = any(k.lower() in ("authorization", "x-api-key") for k in request.headers)
+        rec = Recorded(request.path, body, headers, time.monotonic(), had_auth=had_auth)
+        self.requests.append(rec)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, rec, success)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, rec: Recorded,
+                      success: Callable[[dict, Fault], dict]) -> web.StreamResponse:
+        body = rec.body
+        fault = self._queue.popleft() if self._queue else None
+        if fault is None and self.rule is not None:
+            fault = self.rule(request.path, body)
+        fault = fault or Fault.ok()
+
+        if fault.kind == "status":
+            return web.json_response(fault.body or {}, status=fault.status, headers=fault.headers)
+        if fault.kind == "malformed":
+            return web.Response(text='{"id": "x", "choices": [', content_type="application/json")
+        if fault.kind == "reset":
+            # Drop the connection with no response at all.
+            request.transport.abort()
+            raise asyncio.CancelledError
+        if fault.kind == "sleep":
+            end = time.monotonic() + fault.delay
+            while time.monotonic() < end:
+                t = request.transport
+                if t is None or t.is_closing():
+                    rec.disconnected = True
+                    raise asyncio.CancelledError
+                await asyncio.sleep(0.02)
+        return web.json_response(success(body, fault))
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        def ok(body: dict, f: Fault) -> dict:
+            n = int(body.get("n") or 1)
+            texts = [f.text if f.text is not None else f" c{i}" for i in range(n)]
+            out = {
+                "id": f"cmpl-{next(self._ids)}", "object": "text_completion", "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [{"index": i, "text": t, "finish_reason": f.finish or "length", "logprobs": None}
+                            for i, t in enumerate(texts)],
+            }
+            if self.include_usage:
+                out["usage"] = {"prompt_tokens": 7, "completion_tokens": 3 * n, "total_tokens": 7 + 3 * n}
+            return out
+
+        return await self._serve(request, ok)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        def ok(body: dict, f: Fault) -> dict:
+            n = int(body.get("n") or 1)
+            texts = [f.text if f.text is not None else f" m{i}" for i in range(n)]
+            out = {
+                "id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [{"index": i, "message": {"role": "assistant", "content": t},
+                             "finish_reason": f.finish or "length", "logprobs": None}
+                            for i, t in enumerate(texts)],
+            }
+            if self.include_usage:
+                out["usage"] = {"prompt_tokens": 9, "completion_tokens": 3 * n, "total_tokens": 9 + 3 * n}
+            return out
+
+        return await self._serve(request, ok)
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        def ok(body: dict, f: Fault) -> dict:
+            return {
+                "id": f"msg_{next(self._ids)}", "type": "message", "role": "assistant",
+                "model": body.get("model", "fake"),
+                "content": [{"type": "text", "text": f.text if f.text is not None else " a0"}],
+                "stop_reason": f.finish or "max_tokens", "stop_sequence": None,
+                "usage": {"input_tokens": 11, "output_tokens": 3,
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            }
+
+        return await self._serve(request, ok)
+
+
+def last_message(body: dict) -> dict:
+    msgs = body.get("messages") or [{}]
+    return msgs[-1]
+
+
