@@ -8,13 +8,14 @@ the same forward pass.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from proxy.config import GuideConfig, GuideSide
 from proxy.types import Prompt, ScoreItem
 from scorers.batcher import RowBatcher
 from scorers.loading import LoadedModel, ModelPool
-from scorers.rows import PastEntry, Row, plan_reuse, supports_reuse
+from scorers.rows import PastEntry, Row, RowResult, plan_reuse, supports_reuse
 from scorers.template import Rendered, render
 
 
@@ -111,11 +112,11 @@ class PairSession:
         for si, side in enumerate(pair.sides):
             for ri in range(len(items)):
                 by_model.setdefault(side.model.name, []).append((si, ri))
-        results: dict[tuple[int, int], object] = {}
-        for name, keys in by_model.items():
-            model = pair.pool.get(name)
-            rows = [per_side_rows[si][ri] for si, ri in keys]
-            out = await pair.batcher.submit(model, rows)
+        groups = [(keys, [per_side_rows[si][ri] for si, ri in keys]) for keys in by_model.values()]
+        outs = await asyncio.gather(*(pair.batcher.submit(pair.pool.get(name), rows)
+                                      for name, (_, rows) in zip(by_model, groups)))
+        results: dict[tuple[int, int], RowResult] = {}
+        for (keys, rows), out in zip(groups, outs):
             self.tokens_computed += sum(r.new_tokens for r in rows)
             results.update(zip(keys, out))
         sums = []
@@ -130,14 +131,16 @@ class PairSession:
 
     async def _ensure_prompt_cache(self) -> None:
         """Run each side's prompt once; every candidate reuses its KV."""
-        todo = [si for si, s in enumerate(self.pair.sides) if s.reuse and self._prompt_entry[si] is None]
-        for si in todo:
-            s = self.pair.sides[si]
-            ids = self._prompt_ids[si]
-            if len(ids) < 2:
-                continue
-            (res,) = await self.pair.batcher.submit(s.model, [Row(list(ids), keep=True)])
-            self.tokens_computed += len(ids)
+        todo = [si for si, s in enumerate(self.pair.sides)
+                if s.reuse and self._prompt_entry[si] is None and len(self._prompt_ids[si]) > 1]
+        if not todo:
+            return
+        # Submitted together: a prompted pair's two prompts share one forward pass.
+        outs = await asyncio.gather(*(
+            self.pair.batcher.submit(self.pair.sides[si].model, [Row(list(self._prompt_ids[si]), keep=True)])
+            for si in todo))
+        for si, (res,) in zip(todo, outs):
+            self.tokens_computed += len(self._prompt_ids[si])
             self._prompt_entry[si] = res.entry
             self._entries[si] = [res.entry]
 
