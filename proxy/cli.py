@@ -20,7 +20,7 @@ def _search_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("search overrides")
     g.add_argument("-w", "--w", type=int, help="beams kept per round (W)")
     g.add_argument("-k", "--k", type=int, help="continuations per beam (K)")
-    g.add_argument("-l", "--l", type=_chunk_len, help="chunk length in upstream tokens (L); 'none' = Best-of-N")
+    g.add_argument("-l", "--l", type=_chunk_len, default=argparse.SUPPRESS, help="chunk length in upstream tokens (L); 'none' = Best-of-N")
     g.add_argument("--max-tokens", type=int, help="max upstream tokens per answer")
     g.add_argument("--seed", type=int)
     g.add_argument("--temperature", type=float)
@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trace", action="store_true", help="print every round as a table")
     g.add_argument("--json", action="store_true", help="print the result as JSON")
     _search_flags(g)
-    g.set_defaults(l="unset")
 
     s = sub.add_parser("serve", help="run the OpenAI/Anthropic-compatible server")
     s.add_argument("--host")
@@ -70,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--url", help="use a running proxy instead of loading models here")
     b.add_argument("--retry-failed", action="store_true")
     b.add_argument("--no-progress", action="store_true")
+    # Also accepted after the subcommand; SUPPRESS keeps an unset one from hiding the global --config.
+    b.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file (as the global --config)")
+    b.add_argument("--api-key", help="API key for --url (default: $W2S_API_KEY)")
     return p
 
 

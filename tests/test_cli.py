@@ -1,0 +1,75 @@
+"""`w2s generate` end to end, and its one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import make_config_dict
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def w2s(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=300)
+
+
+def write_config(tmp_path, data) -> str:
+    p = tmp_path / "config.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return str(p)
+
+
+def test_generate_with_trace(tmp_path):
+    cfg = write_config(tmp_path, make_config_dict())
+    r = w2s("--config", cfg, "generate", "The movie was", "--model", "w2s-test",
+            "-w", "2", "-k", "2", "-l", "4", "--max-tokens", "8", "--seed", "1", "--trace")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip(), "an answer is printed"
+    assert "round" in r.stderr and "kept" in r.stderr and "*" in r.stderr  # the trace table
+    assert "cbs, 2 rounds" in r.stderr
+
+
+def test_generate_json_and_messages_file(tmp_path):
+    cfg = write_config(tmp_path, make_config_dict())
+    msgs = tmp_path / "m.json"
+    msgs.write_text(json.dumps([{"role": "user", "content": "Review the film in one line."}]))
+    r = w2s("--config", cfg, "generate", "--messages", str(msgs), "--model", "w2s-test",
+            "-l", "none", "-k", "3", "-w", "1", "--max-tokens", "6", "--seed", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["mode"] == "bon" and len(out["rounds"]) == 1 and len(out["rounds"][0]["candidates"]) == 3
+
+
+def _one_line_error(r, *needles):
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("w2s: error:"), r.stderr
+    for n in needles:
+        assert n in lines[0]
+
+
+def test_bad_config_key_is_one_line(tmp_path):
+    data = make_config_dict()
+    data["routes"]["w2s-test"]["search"]["ww"] = 3
+    _one_line_error(w2s("--config", write_config(tmp_path, data), "generate", "x"), "routes.w2s-test.search.ww")
+
+
+def test_unknown_route_is_one_line(tmp_path):
+    _one_line_error(w2s("--config", write_config(tmp_path, make_config_dict()), "generate", "x", "--model", "nope"),
+                    "nope")
+
+
+def test_missing_model_file_is_one_line(tmp_path):
+    data = make_config_dict()
+    data["models"]["smollm2"]["source"] = str(tmp_path / "missing.gguf")
+    _one_line_error(w2s("--config", write_config(tmp_path, data), "generate", "x", "--model", "w2s-test"),
+                    "missing.gguf")
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    _one_line_error(w2s("--config", str(tmp_path / "nope.yaml"), "generate", "x"), "nope.yaml")
