@@ -119,6 +119,7 @@ class AnthropicSampler:
 
     # -- sampling ----------------------------------------------------------
     async def sample(self, request: SampleRequest) -> SampleResult:
+        request = request.fold_prefill()
         stops = list(dict.fromkeys(s for s in (*request.stop, *self.cfg.stop) if s))
 
         def draw(i: int, cont: Continuation) -> Draw:

@@ -29,7 +29,7 @@ class LocalSampler:
 
     async def sample(self, request: SampleRequest) -> SampleResult:
         model = self.pool.get(self.cfg.model)
-        chunks = await self.pool.run(self._generate, model, request)
+        chunks = await self.pool.run(self._generate, model, request.fold_prefill())
         return SampleResult(chunks, calls=1)
 
     async def aclose(self) -> None:

@@ -130,6 +130,7 @@ class OpenAISampler:
 
     # -- sampling ----------------------------------------------------------
     async def sample(self, request: SampleRequest) -> SampleResult:
+        request = request.fold_prefill()
         if self.mode == "chat-only" and any(c.prefix for c in request.continuations):
             raise InvalidRequest(f"{self._label} cannot continue a partial answer (chat-only mode); "
                                  "only whole answers can be drawn")

@@ -54,6 +54,17 @@ class _Beam:
         return ScoreItem(self.text, eos)
 
 
+def _distinct(pool: list[_Beam]) -> list[_Beam]:
+    """First occurrence of each (text, finished); numbers them as the trace will."""
+    seen: dict[tuple[str, bool], _Beam] = {}
+    for b in pool:
+        seen.setdefault(b.key, b)
+    out = list(seen.values())
+    for i, b in enumerate(out):
+        b.index = i
+    return out
+
+
 def mode_of(params: SearchParams, exact: bool = True) -> str:
     if params.w * params.k == 1:
         return "sample"
@@ -128,7 +139,8 @@ async def search(
                 # refusal found mid-search): the chunk is a whole fresh answer.
                 children.append(_Beam(chunk.text, chunk.completion_tokens, True, chunk.finish_reason, parent=None))
                 continue
-            tokens = parent.tokens + chunk.completion_tokens
+            # At least one token of progress per round, whatever a provider reports.
+            tokens = parent.tokens + max(1, chunk.completion_tokens)
             child = _Beam(parent.text + chunk.text, tokens, parent=pidx)
             if chunk.finish_reason == "stop":
                 child.finished, child.finish_reason = True, "stop"
@@ -149,13 +161,7 @@ async def search(
 
         # Finished kept beams stay in the pool and compete.
         carried = [replace(b, parent=b.index) for b in kept if b.finished]
-        pool = carried + children
-        distinct: dict[tuple[str, bool], _Beam] = {}
-        for b in pool:
-            distinct.setdefault(b.key, b)
-        candidates = list(distinct.values())
-        for i, b in enumerate(candidates):
-            b.index = i
+        candidates = _distinct(carried + children)
 
         budget_hit = (params.max_upstream_tokens is not None
                       and result.upstream_completion_tokens >= params.max_upstream_tokens)
@@ -164,9 +170,7 @@ async def search(
             for b in candidates:
                 if not b.finished:
                     b.finished, b.finish_reason = True, "length"
-            candidates = list({b.key: b for b in candidates}.values())
-            for i, b in enumerate(candidates):
-                b.index = i
+            candidates = _distinct(candidates)
 
         t1 = time.perf_counter()
         scorer_before = scorer.tokens_computed if scorer is not None else 0

@@ -4,7 +4,7 @@ Plain dataclasses: the wire protocols live in ``proxy/protocol_*.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 FinishReason = Literal["stop", "length"]
@@ -20,6 +20,9 @@ class Prompt:
 
     messages: tuple[dict, ...] | None = None  # OpenAI-style {"role", "content"} dicts
     text: str | None = None  # raw completion prompt (/v1/completions)
+    # A trailing assistant message: every answer continues it (Anthropic
+    # prefill, vLLM continue_final_message). Not part of the returned answer.
+    prefill: str = ""
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.text is None):
@@ -27,7 +30,11 @@ class Prompt:
 
     @classmethod
     def chat(cls, messages: list[dict]) -> "Prompt":
-        return cls(messages=tuple(dict(m) for m in messages))
+        msgs = [dict(m) for m in messages]
+        prefill = ""
+        if len(msgs) > 1 and msgs[-1].get("role") == "assistant":
+            prefill = content_text(msgs.pop().get("content"))
+        return cls(messages=tuple(msgs), prefill=prefill)
 
     @classmethod
     def raw(cls, text: str) -> "Prompt":
@@ -80,6 +87,18 @@ class SampleRequest:
     top_k: int | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    def fold_prefill(self) -> "SampleRequest":
+        """The prompt's prefill moved into every continuation's prefix.
+
+        Upstreams see "prompt + prefill + partial answer" as one partial answer;
+        the chunks they return are what follows it either way.
+        """
+        pre = self.prompt.prefill
+        if not pre:
+            return self
+        conts = [Continuation(pre + c.prefix, c.max_tokens) for c in self.continuations]
+        return replace(self, prompt=replace(self.prompt, prefill=""), continuations=conts)
 
 
 @dataclass

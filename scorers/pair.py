@@ -66,12 +66,13 @@ class PairSession:
     def __init__(self, pair: GuidePair, prompt: Prompt):
         self.pair = pair
         self.tokens_computed = 0
+        self._prefill = prompt.prefill
         self._rendered: list[Rendered] = []
         self._prompt_ids: list[list[int]] = []
         for s in pair.sides:
             r = render(prompt, s.model.tokenizer, s.cfg.template, s.cfg.system)
             self._rendered.append(r)
-            self._prompt_ids.append(self._encode(s, r, ""))
+            self._prompt_ids.append(self._encode(s, r, prompt.prefill))
         self._entries: list[list[PastEntry]] = [[] for _ in pair.sides]  # per side: reusable prefixes
         self._prompt_entry: list[PastEntry | None] = [None for _ in pair.sides]
 
@@ -83,7 +84,8 @@ class PairSession:
     def token_ids(self, side: int, item: ScoreItem) -> tuple[list[int], int]:
         """(ids, start): the side's tokens for prompt + response [+ EOS], and where the response starts."""
         s = self.pair.sides[side]
-        ids = self._encode(s, self._rendered[side], item.text)
+        # A prefill is shared by every candidate: it sits on the prompt side of the mask.
+        ids = self._encode(s, self._rendered[side], self._prefill + item.text)
         if item.finished:
             ids = ids + [s.model.eos_id]
         # Mask at the common prefix: a merge at the prompt/response boundary

@@ -168,3 +168,19 @@ async def test_engine_route_and_passthrough(engine):
     assert result.mode == "cbs" and result.best.text
     plain = await engine.run("passthrough", PROMPT, {"seed": 1, "n": 2})
     assert plain.mode == "passthrough" and plain.scorer_tokens == 0 and len(plain.answers) == 2
+
+
+async def test_trailing_assistant_message_is_continued(engine):
+    """A prefill (Anthropic style / continue_final_message) is continued, not repeated."""
+    sampler = engine.samplers["gemma-local"]
+    msgs = [{"role": "user", "content": "I watched this movie last night and"}, {"role": "assistant", "content": " it was"}]
+    prompt = Prompt.chat(msgs)
+    assert prompt.prefill == " it was" and len(prompt.messages) == 1
+    via_prefill = await sampler.sample(SampleRequest(prompt, [Continuation("", 6)], seed=7))
+    via_prefix = await sampler.sample(SampleRequest(Prompt.chat(msgs[:1]), [Continuation(" it was", 6)], seed=7))
+    assert via_prefill.chunks[0].text == via_prefix.chunks[0].text
+    result = await engine.run("w2s-test", prompt, {"seed": 3, "max_tokens": 8, "l": 4})
+    assert not result.best.text.startswith(" it was")
+    # The guide scores only what follows the prefill.
+    again = await rescore(engine, "positive-critic", prompt, result.rounds[-1])
+    assert [c.score for c in result.rounds[-1].candidates] == pytest.approx(again, abs=3e-3)
