@@ -12,12 +12,14 @@ class W2SError(Exception):
     type = "server_error"  # OpenAI error type
     anthropic_type = "api_error"
     retryable = False  # tells clients whether a retry can help (x-should-retry)
+    code: str | None = None  # machine-readable code; subclasses may set a default
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
         self.param = param
-        self.code = code
+        if code is not None:
+            self.code = code
 
 
 class ConfigError(W2SError):
@@ -67,6 +69,19 @@ class Overloaded(W2SError):
     def __init__(self, message: str, *, retry_after: float = 1.0, **kw):
         super().__init__(message, **kw)
         self.retry_after = retry_after
+
+
+class NotReady(W2SError):
+    """The models are still loading (or failed to load): come back later."""
+
+    status = 503
+    type = "service_unavailable"
+    anthropic_type = "overloaded_error"
+
+    def __init__(self, message: str, *, retry_after: float = 5.0, retryable: bool = True):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.retryable = retryable
 
 
 class UpstreamError(W2SError):

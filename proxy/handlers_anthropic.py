@@ -1,0 +1,110 @@
+"""Anthropic endpoint: POST /v1/messages (plain and streaming)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy import protocol_anthropic as pa
+from proxy import w2s_options
+from proxy.search import committed_prefix
+from proxy.serving import (
+    SERVICE,
+    Job,
+    Service,
+    client_gone,
+    new_id,
+    prompt_tokens,
+    read_body,
+    stats_headers,
+    suffix_after,
+    trace_body,
+    usage_counts,
+)
+from proxy.sse import EventStream
+from proxy.types import Answer, RoundTrace
+from proxy.wire_errors import anthropic_body, as_w2s_error
+
+
+def stop_reason(answer: Answer) -> tuple[pa.StopReason, str | None]:
+    """Answer.finish_reason -> Anthropic's (stop_reason, stop_sequence).
+
+    The samplers report "stop" both for the model's end of turn and for a stop
+    string (and cut the string off), so which sequence matched is not known
+    here: an answer that stopped is reported as end_turn, never a guess.
+    """
+    if answer.finish_reason == "length":
+        return "max_tokens", None
+    return "end_turn", None
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICE]
+    req = await read_body(request, pa.MessagesRequest)
+    req.check_supported()
+    job = svc.job(request, req.model, req.to_prompt(), req.search_overrides(), w2s_options.trace(req.w2s))
+    msg_id = new_id("msg_")
+    if req.stream:
+        return await _stream(request, svc, job, msg_id)
+    result = await svc.run(job, request)
+    best = result.best
+    reason, seq = stop_reason(best)
+    p, _ = usage_counts(result, job)
+    body = pa.Message(
+        id=msg_id, model=job.route, content=[pa.TextBlock(text=best.text)],
+        stop_reason=reason, stop_sequence=seq,
+        # One message comes back, so only the best answer's tokens count.
+        usage=pa.Usage(input_tokens=p, output_tokens=best.completion_tokens),
+        w2s=trace_body(result) if job.trace else None,
+    )
+    return web.json_response(body.model_dump(mode="json"), headers=stats_headers(result, job))
+
+
+async def _stream(request: web.Request, svc: Service, job: Job, msg_id: str) -> web.StreamResponse:
+    """message_start once round one is in (input tokens known), the committed
+    prefix as text_delta events after each round, the rest at the end."""
+    sse = EventStream(request, stats_headers(None, job))
+    sent = ""
+
+    async def begin(input_tokens: int) -> None:
+        start = pa.Message(id=msg_id, model=job.route, content=[],
+                           usage=pa.Usage(input_tokens=input_tokens, output_tokens=0))
+        await sse.send(pa.MessageStart(message=start), event="message_start")
+        await sse.send(pa.ContentBlockStart(content_block=pa.TextBlock(text="")), event="content_block_start")
+        await sse.send(pa.Ping(), event="ping")
+
+    async def delta(text: str) -> None:
+        await sse.send(pa.ContentBlockDelta(delta=pa.TextDelta(text=text)), event="content_block_delta")
+
+    async def on_round(trace: RoundTrace, kept: list[str]) -> None:
+        nonlocal sent
+        if not sse.started:
+            await begin(prompt_tokens(trace, job))
+        prefix = committed_prefix(kept)
+        if len(prefix) > len(sent) and prefix.startswith(sent):
+            await delta(prefix[len(sent):])
+            sent = prefix
+
+    try:
+        result = await svc.run(job, request, on_round)
+    except Exception as e:
+        if isinstance(e, ConnectionResetError) and client_gone(request):
+            return sse.response  # nobody left to tell
+        if not sse.started:
+            raise  # still a plain HTTP error, with its real status
+        err = as_w2s_error(e)
+        svc.metrics.errors.inc(type=err.type, status=str(err.status))
+        await sse.send(anthropic_body(err), event="error")
+        return await sse.finish()
+
+    best = result.best
+    if not sse.started:
+        await begin(usage_counts(result, job)[0])
+    rest = suffix_after(best.text, sent)
+    if rest:
+        await delta(rest)
+    await sse.send(pa.ContentBlockStop(), event="content_block_stop")
+    reason, seq = stop_reason(best)
+    await sse.send(pa.MessageDelta(delta=pa.StopDelta(stop_reason=reason, stop_sequence=seq),
+                                   usage=pa.DeltaUsage(output_tokens=best.completion_tokens),
+                                   w2s=trace_body(result) if job.trace else None), event="message_delta")
+    await sse.send(pa.MessageStop(), event="message_stop")
+    return await sse.finish()

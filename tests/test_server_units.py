@@ -1,0 +1,220 @@
+"""Server building blocks without a server: admission, metrics, error mapping, wire models."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pydantic
+import pytest
+from aiohttp import web
+
+from proxy import protocol_anthropic as pa
+from proxy import protocol_openai as po
+from proxy import w2s_options
+from proxy.admission import Admission
+from proxy.errors import (
+    AuthError,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    RequestTooLarge,
+    UnsupportedField,
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamTimeout,
+    W2SError,
+)
+from proxy.metrics import ProxyMetrics, parse_text
+from proxy.wire_errors import NotReady, anthropic_body, as_w2s_error, error_headers, openai_body
+
+# --- admission ------------------------------------------------------------------
+
+
+async def test_admission_runs_n_queues_q_and_refuses_the_rest():
+    adm = Admission(max_running=2, max_queue=1)
+    await adm.acquire()
+    await adm.acquire()
+    waiter = asyncio.ensure_future(adm.acquire())
+    await asyncio.sleep(0)
+    assert (adm.running, adm.waiting) == (2, 1)
+    with pytest.raises(Overloaded) as e:
+        await adm.acquire()
+    assert e.value.status == 429 and e.value.retry_after >= 1
+    adm.release()  # the slot passes straight to the waiter
+    await asyncio.wait_for(waiter, 1)
+    assert (adm.running, adm.waiting) == (2, 0)
+    adm.release()
+    adm.release()
+    assert adm.running == 0
+
+
+async def test_admission_is_fifo_and_a_cancelled_waiter_leaves_the_queue():
+    adm = Admission(max_running=1, max_queue=5)
+    await adm.acquire()
+    order = []
+
+    async def take(tag):
+        await adm.acquire()
+        order.append(tag)
+
+    a, b, c = (asyncio.ensure_future(take(t)) for t in "abc")
+    await asyncio.sleep(0)
+    b.cancel()
+    await asyncio.sleep(0)
+    assert adm.waiting == 2
+    adm.release()
+    await asyncio.sleep(0)
+    adm.release()
+    await asyncio.gather(a, c)
+    assert order == ["a", "c"]
+    adm.release()
+    assert adm.running == 0
+
+
+# --- error mapping --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("err, status, oa_type, an_type, retry", [
+    (InvalidRequest("bad", param="x"), 400, "invalid_request_error", "invalid_request_error", "false"),
+    (UnsupportedField("tools: no", param="tools"), 400, "invalid_request_error", "invalid_request_error", "false"),
+    (AuthError("no key"), 401, "authentication_error", "authentication_error", "false"),
+    (NotFound("no model", param="model"), 404, "not_found_error", "not_found_error", "false"),
+    (RequestTooLarge("big"), 413, "invalid_request_error", "request_too_large", "false"),
+    (Overloaded("busy", retry_after=2.5), 429, "rate_limit_error", "rate_limit_error", "true"),
+    (UpstreamError("down"), 502, "upstream_error", "api_error", "false"),
+    (UpstreamRefused("400 from upstream"), 502, "upstream_error", "api_error", "false"),
+    (UpstreamTimeout("slow"), 504, "upstream_timeout", "api_error", "false"),
+    (NotReady("loading"), 503, "service_unavailable", "overloaded_error", "true"),
+    (W2SError("bug"), 500, "server_error", "api_error", "false"),
+])
+def test_every_error_maps_to_both_wire_shapes(err, status, oa_type, an_type, retry):
+    assert err.status == status
+    body = openai_body(err)
+    code = "unsupported_field" if isinstance(err, UnsupportedField) else err.code
+    assert body == {"error": {"message": err.message, "type": oa_type, "param": err.param, "code": code}}
+    assert anthropic_body(err) == {"type": "error", "error": {"type": an_type, "message": err.message}}
+    h = error_headers(err)
+    assert h["x-should-retry"] == retry
+    assert ("Retry-After" in h) == (status in (429, 503))
+    if status == 429:
+        assert h["Retry-After"] == "3"  # rounded up, whole seconds
+
+
+def test_foreign_exceptions_become_w2s_errors_without_leaking_details():
+    assert as_w2s_error(web.HTTPRequestEntityTooLarge(max_size=10, actual_size=20)).status == 413
+    assert as_w2s_error(json.JSONDecodeError("x", "{", 0)).status == 400
+    bug = as_w2s_error(KeyError("secret-internal-name"))
+    assert bug.status == 500 and "secret-internal-name" not in bug.message
+
+
+def test_validation_errors_name_the_field():
+    with pytest.raises(pydantic.ValidationError) as e:
+        po.ChatCompletionRequest.model_validate_json('{"messages": [{"role": "user", "content": 5}]}')
+    err = as_w2s_error(e.value)
+    assert err.status == 400 and err.param == "messages[0].content"
+    with pytest.raises(pydantic.ValidationError) as e:
+        po.ChatCompletionRequest.model_validate_json('{"messages": [{"role": "user"}], "max_tokens": "7"}')
+    assert as_w2s_error(e.value).param == "max_tokens"  # strict: a string is not a number
+    with pytest.raises(pydantic.ValidationError) as e:
+        po.ChatCompletionRequest.model_validate_json('{"messages": ')
+    assert as_w2s_error(e.value).code == "invalid_json"
+
+
+# --- wire models ----------------------------------------------------------------
+
+
+def _chat(**kw) -> po.ChatCompletionRequest:
+    return po.ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": "hi"}], **kw})
+
+
+@pytest.mark.parametrize("field, value", [
+    ("tools", [{"type": "function", "function": {"name": "f"}}]),
+    ("tool_choice", "required"),
+    ("functions", [{"name": "f"}]),
+    ("logprobs", True),
+    ("top_logprobs", 3),
+    ("response_format", {"type": "json_object"}),
+    ("logit_bias", {"50256": -100}),
+    ("presence_penalty", 0.5),
+    ("some_new_field", 1),
+])
+def test_unsupported_openai_fields_are_refused_by_name(field, value):
+    with pytest.raises(UnsupportedField) as e:
+        _chat(**{field: value}).check_supported()
+    assert e.value.param == field and e.value.status == 400
+
+
+def test_neutral_and_harmless_openai_fields_are_accepted():
+    _chat(tools=[], logprobs=False, response_format={"type": "text"}, user="u", metadata={"a": "b"},
+          store=False, frequency_penalty=0, parallel_tool_calls=True).check_supported()
+
+
+def test_image_parts_and_tool_messages_are_refused_by_path():
+    req = _chat(messages=[{"role": "user", "content": [{"type": "text", "text": "a"},
+                                                       {"type": "image_url", "image_url": {"url": "x"}}]}])
+    with pytest.raises(UnsupportedField) as e:
+        req.check_supported()
+    assert e.value.param == "messages[0].content[1].type"
+    with pytest.raises(UnsupportedField) as e:
+        _chat(messages=[{"role": "tool", "content": "r", "tool_call_id": "1"}]).check_supported()
+    assert e.value.param == "messages[0].role"
+
+
+def test_openai_fields_become_search_overrides_and_w2s_wins():
+    req = _chat(max_tokens=5, max_completion_tokens=7, temperature=0.2, n=2, stop="\n", seed=3,
+                w2s={"w": 3, "n": 1, "trace": True})
+    assert req.search_overrides(req.answer_max_tokens()) == {
+        "max_tokens": 7, "temperature": 0.2, "n": 1, "seed": 3, "stop": ["\n"], "w": 3}
+    assert w2s_options.trace(req.w2s) is True
+    assert req.to_prompt().messages == ({"role": "user", "content": "hi"},)
+
+
+def test_anthropic_request_to_prompt_and_overrides():
+    req = pa.MessagesRequest.model_validate({
+        "model": "m", "max_tokens": 9, "system": [{"type": "text", "text": "be nice", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "stop_sequences": ["END"], "top_k": 5, "metadata": {"user_id": "u"},
+    })
+    req.check_supported()
+    assert req.to_prompt().messages == ({"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"})
+    assert req.search_overrides() == {"max_tokens": 9, "top_k": 5, "stop": ["END"]}
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"tools": [{"name": "t", "input_schema": {}}]}, "tools"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "messages[0].content[0].type"),
+])
+def test_unsupported_anthropic_fields_are_refused_by_name(extra, param):
+    body = {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}], **extra}
+    with pytest.raises(UnsupportedField) as e:
+        pa.MessagesRequest.model_validate(body).check_supported()
+    assert e.value.param == param
+
+
+# --- metrics --------------------------------------------------------------------
+
+
+def test_metrics_render_in_prometheus_text_format():
+    m = ProxyMetrics()
+
+    class Adm:
+        running, waiting = 1, 3
+
+    class Eng:
+        ready = True
+        batcher = None
+
+    m.add_live(Adm(), Eng)
+    m.requests.inc(endpoint="/v1/messages", route="r", status="200")
+    m.latency.observe(0.3, endpoint="/v1/messages", route="r", status="200")
+    m.errors.inc(type='we"ird\n', status="400")
+    text = m.render()
+    assert "# TYPE w2s_requests_total counter" in text
+    assert "# TYPE w2s_request_seconds histogram" in text
+    got = parse_text(text)
+    assert got['w2s_requests_total{endpoint="/v1/messages",route="r",status="200"}'] == 1
+    assert got['w2s_request_seconds_bucket{endpoint="/v1/messages",le="0.25",route="r",status="200"}'] == 0
+    assert got['w2s_request_seconds_bucket{endpoint="/v1/messages",le="+Inf",route="r",status="200"}'] == 1
+    assert got["w2s_queue_depth"] == 3 and got["w2s_searches_running"] == 1 and got["w2s_ready"] == 1
+    assert 'type="we\\"ird\\n"' in text  # label values escaped
