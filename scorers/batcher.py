@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ class BatcherStats:
     rows: int = 0
     tokens: int = 0  # real tokens fed (what the scorer computed)
     padded_tokens: int = 0  # B x (P + N): what the device attended over
-    seconds: float = 0.0
+    seconds: float = 0.0  # forward-pass time in the model thread (waits excluded)
     batch_rows: Counter = field(default_factory=Counter)  # rows per forward pass -> count
 
     def mean_batch_rows(self) -> float:
@@ -37,6 +38,13 @@ class _Job:
     model: LoadedModel
     rows: list[Row]
     future: asyncio.Future
+
+
+def _timed(fn, *args):
+    """Run in the model thread: the time of the work itself, not of the wait for the thread."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
 
 
 class RowBatcher:
@@ -102,10 +110,9 @@ class RowBatcher:
         for batch in self._pack([t[2] for t in flat]):
             idx = flat[: len(batch)]
             flat = flat[len(batch):]
-            t0 = asyncio.get_running_loop().time()
-            out = await self.pool.run(forward_rows, model.model, batch, model.tokenizer.pad_token_id or 0)
+            out, busy = await self.pool.run(_timed, forward_rows, model.model, batch, model.tokenizer.pad_token_id or 0)
             st = self.stats
-            st.seconds += asyncio.get_running_loop().time() - t0
+            st.seconds += busy
             st.batches += 1
             st.rows += len(batch)
             st.batch_rows[len(batch)] += 1

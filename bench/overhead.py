@@ -1,0 +1,398 @@
+"""Pass-through overhead: what the proxy adds over calling the local model directly.
+
+One process, one event loop, one `Engine` over the embedded config.yaml. The
+same engine serves a real aiohttp server on loopback (`create_app(config,
+engine)`), and the real openai SDK (`AsyncOpenAI`, max_retries=0) is the client.
+
+    direct  = await engine.run("gemma-passthrough", Prompt.raw(p), {"max_tokens": M, "seed": S})
+    proxied = await client.completions.create(model="gemma-passthrough", prompt=p, max_tokens=M, seed=S)
+
+Both sides do the same model work (same prompt, same seed: the same tokens,
+checked), and they are interleaved so that the machine's noise hits both:
+at 1 client pairs alternate D,P / P,D; at 16 clients whole waves of 16
+concurrent requests alternate D,P,P,D. The local model runs one generate call
+at a time in one worker thread, so at 16 clients the latency is mostly queuing;
+throughput (requests / wave wall time) is reported too.
+
+Three model costs:
+  * max_tokens=8 : the brief's setting;
+  * max_tokens=1 : near-zero model cost, so the proxy's own cost is visible;
+  * stub engine  : no model at all (tests/fake_engine.FakeEngine behind the
+    same server code): the proxy + SDK + loopback HTTP cost alone.
+
+    python bench/overhead.py            # about 4-8 min on 2 shared cores (depends on the load)
+    python bench/overhead.py --quick    # about 3 min
+
+Writes bench/results/overhead.md (or --out).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/overhead.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROUTE = "gemma-passthrough"
+STUB_ROUTE = "fake-pass"
+PROMPTS = [
+    "I watched this movie last night and",
+    "The first twenty minutes of this film",
+    "My brother recommended this one to me, so",
+    "The story follows a young woman who moves to the city and",
+    "When the lights went down in the theater,",
+    "This is the third film by the director, and",
+    "I rented this movie on a Friday night because",
+    "The soundtrack was composed by a newcomer, and",
+]
+SEED = 1234
+
+
+# --- small stats and formatting -------------------------------------------------
+
+
+def quantile(xs: list[float], q: float) -> float:
+    """Linear interpolation between order statistics (numpy's default)."""
+    if not xs:
+        return math.nan
+    s = sorted(xs)
+    pos = (len(s) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def ms(x: float) -> str:
+    if math.isnan(x):
+        return "—"
+    v = x * 1000
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 1 else f"{v:.2f}"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(headers))) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def machine_line(threads: int) -> str:
+    import torch
+
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return (f"{os.cpu_count()} cores ({cpu}), shared with other work (load average {load[0]:.1f} / "
+            f"{load[1]:.1f} / {load[2]:.1f} at the end); Python {platform.python_version()}, "
+            f"torch {torch.__version__} with {threads} intra-op thread(s), no GPU")
+
+
+# --- measurement ------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    lat: list[float] = field(default_factory=list)  # per request, seconds
+    waves: list[float] = field(default_factory=list)  # wall time of each concurrent wave
+    texts: dict[int, str] = field(default_factory=dict)  # request index -> text (first seen)
+    tokens: int = 0
+
+    @property
+    def throughput(self) -> float:
+        return len(self.lat) / sum(self.waves) if self.waves else math.nan
+
+
+@dataclass
+class Section:
+    cost: str
+    clients: int
+    direct: Side = field(default_factory=Side)
+    proxied: Side = field(default_factory=Side)
+    paired: list[float] = field(default_factory=list)  # proxied - direct, same request (c=1)
+    mismatches: int = 0
+    server: dict[str, float] = field(default_factory=dict)  # mean server-side seconds per proxied request
+    wall: float = 0.0
+
+
+class Bench:
+    def __init__(self, engine, client, route: str, metrics, max_tokens: int):
+        self.engine, self.client, self.route = engine, client, route
+        self.metrics, self.max_tokens = metrics, max_tokens
+
+    async def direct(self, i: int) -> tuple[float, str, int]:
+        from proxy.types import Prompt
+
+        t0 = time.perf_counter()
+        r = await self.engine.run(self.route, Prompt.raw(PROMPTS[i % len(PROMPTS)]),
+                                  {"max_tokens": self.max_tokens, "seed": SEED + i})
+        return time.perf_counter() - t0, r.best.text, r.best.completion_tokens
+
+    async def proxied(self, i: int) -> tuple[float, str, int]:
+        t0 = time.perf_counter()
+        r = await self.client.completions.create(model=self.route, prompt=PROMPTS[i % len(PROMPTS)],
+                                                 max_tokens=self.max_tokens, seed=SEED + i)
+        return time.perf_counter() - t0, r.choices[0].text, r.usage.completion_tokens
+
+    def _record(self, sec: Section, side: Side, i: int, out: tuple[float, str, int]) -> None:
+        dt, text, toks = out
+        side.lat.append(dt)
+        side.tokens += toks
+        side.texts.setdefault(i, text)
+
+    def _server_snapshot(self) -> dict[str, float]:
+        """Sums of the server's own histograms for this route (proxy.metrics.ProxyMetrics)."""
+        m = self.metrics
+        key_req = m.latency._key({"endpoint": "/v1/completions", "route": self.route, "status": "200"})
+        key_search = m.search_seconds._key({"route": self.route, "mode": "passthrough"})
+        key_q = m.queue_seconds._key({"route": self.route})
+        return {
+            "n": m.latency.counts.get(key_req, [0])[-1],
+            "request": m.latency.sums.get(key_req, 0.0),
+            "search": m.search_seconds.sums.get(key_search, 0.0),
+            "queue": m.queue_seconds.sums.get(key_q, 0.0),
+        }
+
+    async def sequential(self, cost: str, pairs: int) -> Section:
+        sec = Section(cost, 1)
+        before = self._server_snapshot()
+        t0 = time.perf_counter()
+        for i in range(pairs):
+            order = ("d", "p") if i % 2 == 0 else ("p", "d")
+            got = {}
+            for which in order:
+                got[which] = await (self.direct(i) if which == "d" else self.proxied(i))
+            self._record(sec, sec.direct, i, got["d"])
+            self._record(sec, sec.proxied, i, got["p"])
+            sec.paired.append(got["p"][0] - got["d"][0])
+            sec.mismatches += got["d"][1] != got["p"][1]
+        sec.wall = time.perf_counter() - t0
+        sec.direct.waves = [sum(sec.direct.lat)]
+        sec.proxied.waves = [sum(sec.proxied.lat)]
+        sec.server = self._server_delta(before, sec)
+        return sec
+
+    async def concurrent(self, cost: str, clients: int, waves: int) -> Section:
+        sec = Section(cost, clients)
+        before = self._server_snapshot()
+        t0 = time.perf_counter()
+        for w in range(waves):
+            which = "d" if w % 4 in (0, 3) else "p"  # D P P D D P P D ...
+            side = sec.direct if which == "d" else sec.proxied
+            call = self.direct if which == "d" else self.proxied
+            tw = time.perf_counter()
+            outs = await asyncio.gather(*(call(i) for i in range(clients)))
+            side.waves.append(time.perf_counter() - tw)
+            for i, out in enumerate(outs):
+                self._record(sec, side, i, out)
+        sec.wall = time.perf_counter() - t0
+        for i, text in sec.direct.texts.items():
+            if i in sec.proxied.texts:
+                sec.mismatches += text != sec.proxied.texts[i]
+        sec.server = self._server_delta(before, sec)
+        return sec
+
+    def _server_delta(self, before: dict[str, float], sec: Section) -> dict[str, float]:
+        after = self._server_snapshot()
+        n = after["n"] - before["n"]
+        if n <= 0:
+            return {}
+        d = {k: (after[k] - before[k]) / n for k in ("request", "search", "queue")}
+        d["client"] = statistics.fmean(sec.proxied.lat)
+        return d
+
+
+# --- the run ---------------------------------------------------------------------
+
+
+async def run(args) -> tuple[list[Section], str]:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+
+    from openai import AsyncOpenAI
+
+    from proxy.config import load_config
+    from proxy.engine import Engine
+    from proxy.server import create_app, start
+    from proxy.serving import SERVICE
+    from tests.fake_engine import FakeEngine, fake_config
+
+    quick = args.quick
+    pairs_8, waves_8 = (10, 2) if quick else (40, 8)
+    pairs_1, waves_1 = (20, 4) if quick else (40, 8)
+    pairs_0, waves_0 = (100, 8) if quick else (300, 16)
+    C = args.clients
+
+    sections: list[Section] = []
+    runners = []
+    try:
+        # --- stub engine: the proxy's own cost, no model at all -----------------
+        stub_cfg = fake_config(max_concurrent_searches=8, max_queue=64)
+        stub = FakeEngine(stub_cfg)
+        await stub.start()
+        app0 = create_app(stub_cfg, stub)
+        runner0, port0 = await start(app0, "127.0.0.1", 0)
+        runners.append(runner0)
+        async with AsyncOpenAI(base_url=f"http://127.0.0.1:{port0}/v1", api_key="unused", max_retries=0,
+                               timeout=600) as client0:
+            b0 = Bench(stub, client0, STUB_ROUTE, app0[SERVICE].metrics, 8)
+            for i in range(5):  # warm-up: connection, pydantic, first-call paths
+                await b0.direct(i), await b0.proxied(i)
+            sections.append(await b0.sequential("stub engine (no model)", pairs_0))
+            sections.append(await b0.concurrent("stub engine (no model)", C, waves_0))
+            print("stub engine done", file=sys.stderr, flush=True)
+
+        # --- the real embedded default -----------------------------------------------
+        t0 = time.perf_counter()
+        cfg = load_config(ROOT / "config.yaml")
+        engine = Engine(cfg)
+        await engine.start()
+        print(f"models loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        app = create_app(cfg, engine)
+        runner, port = await start(app, "127.0.0.1", 0)
+        runners.append(runner)
+        try:
+            async with AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                                   timeout=600) as client:
+                metrics = app[SERVICE].metrics
+                for mt, pairs, waves in ((1, pairs_1, waves_1), (args.max_tokens, pairs_8, waves_8)):
+                    b = Bench(engine, client, ROUTE, metrics, mt)
+                    for i in range(2):
+                        await b.direct(i), await b.proxied(i)
+                    label = f"Gemma 270M, max_tokens={mt}"
+                    sections.append(await b.sequential(label, pairs))
+                    print(f"{label}, 1 client: {sections[-1].wall:.0f} s", file=sys.stderr, flush=True)
+                    sections.append(await b.concurrent(label, C, waves))
+                    print(f"{label}, {C} clients: {sections[-1].wall:.0f} s", file=sys.stderr, flush=True)
+        finally:
+            await runner.cleanup()
+            runners.remove(runner)
+            await engine.aclose()
+    finally:
+        for r in runners:
+            await r.cleanup()
+    return sections, machine_line(threads)
+
+
+def spread(s: Section) -> str:
+    """How noisy the machine was: the range of wave wall times per side, or the paired Δ's IQR."""
+    if s.paired:
+        return f"{ms(quantile(s.paired, 0.25))} … {ms(quantile(s.paired, 0.75))}"
+    if not s.direct.waves or not s.proxied.waves:
+        return "—"
+
+    def rng(w: list[float]) -> str:
+        return f"{min(w):.2f}–{max(w):.2f}" if min(w) >= 0.1 else f"{min(w):.3f}–{max(w):.3f}"
+
+    return f"{rng(s.direct.waves)} / {rng(s.proxied.waves)}"
+
+
+def report(sections: list[Section], machine: str, args, elapsed: float) -> str:
+    lat_rows, srv_rows = [], []
+    for s in sections:
+        d, p = s.direct, s.proxied
+        dm, pm = quantile(d.lat, 0.5), quantile(p.lat, 0.5)
+        d99, p99 = quantile(d.lat, 0.99), quantile(p.lat, 0.99)
+        if s.paired:
+            ov_med, ov_99 = quantile(s.paired, 0.5), quantile(s.paired, 0.99)
+            how = "paired"
+        else:
+            ov_med, ov_99 = pm - dm, p99 - d99
+            how = "Δ of quantiles"
+        lat_rows.append([
+            s.cost, str(s.clients), str(len(p.lat)),
+            ms(dm), ms(d99), ms(pm), ms(p99),
+            f"**{ms(ov_med)}**", f"**{ms(ov_99)}**", how,
+            f"{pm / dm:.3f}" if dm > 0 else "—",
+            f"{d.throughput:.1f}", f"{p.throughput:.1f}",
+            f"{p.throughput / d.throughput:.3f}" if d.throughput > 0 else "—",
+            ms(1 / p.throughput - 1 / d.throughput),
+            spread(s),
+            str(s.mismatches),
+        ])
+        sv = s.server
+        if sv:
+            own = sv["request"] - sv["search"] - sv["queue"]
+            srv_rows.append([
+                s.cost, str(s.clients), ms(sv["client"]), ms(sv["request"]), ms(sv["queue"]), ms(sv["search"]),
+                ms(own), ms(sv["client"] - sv["request"]),
+            ])
+    lat = table(["model cost", "clients", "requests / side", "direct median", "direct p99", "proxied median",
+                 "proxied p99", "overhead median", "overhead p99", "overhead as", "proxied / direct (median)",
+                 "direct req/s", "proxied req/s", "proxied / direct (req/s)", "wall added / request",
+                 "noise: D / P wave walls, s (1 client: paired Δ IQR, ms)", "text mismatches"], lat_rows)
+    srv = table(["model cost", "clients", "client latency", "server request", "admission queue",
+                 "engine.run (search)", "server's own (request - queue - search)", "SDK + HTTP (client - request)"],
+                srv_rows)
+    cmd = "python bench/overhead.py" + (" --quick" if args.quick else "")
+    return f"""# Pass-through overhead
+
+{datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}, `{cmd}`, {elapsed / 60:.1f} min.
+Machine: {machine}.
+
+Route `gemma-passthrough` of the embedded config.yaml (plain sampling from Gemma 3 270M, no search) through
+a real aiohttp server on loopback with the openai SDK (`AsyncOpenAI`, max_retries=0), against
+`engine.run(...)` on the same Engine in the same process and event loop. Same prompt and seed on both sides
+(the "text mismatches" column checks that they produced the same text). Times in milliseconds.
+
+- 1 client: direct and proxied alternate per request (D,P then P,D); overhead = the median and p99 of the
+  per-pair difference proxied - direct.
+- {args.clients} clients: waves of {args.clients} concurrent requests alternate D,P,P,D; overhead = proxied
+  quantile - direct quantile (latency per request, queuing included: the model runs one generate call at a
+  time in one thread); req/s = requests / wave wall time (at 1 client: / the sum of latencies);
+  wall added / request = 1 / proxied req/s - 1 / direct req/s, the capacity the proxy costs.
+- The stub engine row is the same server code over `tests/fake_engine.FakeEngine` (no model): the proxy's
+  own cost, without the model's noise. A p99 over a few dozen samples is close to the maximum.
+- The machine's noise is in the "noise" column: where the spread of wave walls is wider than the
+  proxied - direct difference, that difference is noise; the second table measures the proxy's own share
+  directly.
+
+{lat}
+
+Where the proxied time goes (server-side means per proxied request, from the server's own
+`w2s_request_seconds`, `w2s_queue_seconds` and `w2s_search_seconds` histograms):
+
+{srv}
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer requests: about 3 minutes")
+    ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the concurrent rows")
+    ap.add_argument("--max-tokens", type=int, default=8, help="max_tokens of the main rows")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (0 = torch's default). 1 by default: on a shared 2-core "
+                         "machine 2 spin-waiting threads are several times slower")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "overhead.md"))
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    sections, machine = asyncio.run(run(args))
+    text = report(sections, machine, args, time.perf_counter() - t0)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
