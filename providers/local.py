@@ -49,7 +49,10 @@ class LocalSampler:
         eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else m.eos_id])
         eos_ids.add(m.eos_id)
         if req.seed is not None:
-            torch.manual_seed(req.seed)  # the model thread is single: the global RNG is ours
+            # The model thread is single: the global RNG is ours. Search seeds are derived
+            # (seed * 1_000_003 + round) and a client may send any 64-bit seed: torch takes
+            # 64 bits at most, so fold into that range rather than fail with an overflow.
+            torch.manual_seed(req.seed % 2**64)
         sampling = req.temperature > 0
         gen_kw = dict(
             do_sample=sampling,

@@ -33,6 +33,7 @@ log = logging.getLogger("w2s.providers.openai")
 MODES = ("completions", "chat-continue", "chat-only")
 DEFAULT_MAX_N = 128  # the OpenAI API's limit on n
 MAX_API_STOPS = 4  # OpenAI accepts at most 4 stop strings; the rest are applied here
+MAX_SEED = 2**63  # seeds are int64 on the wire
 # vLLM's flags for continuing a trailing assistant message (also TGI, tabbyAPI).
 CONTINUE_FLAGS = {"continue_final_message": True, "add_generation_prompt": False}
 
@@ -68,7 +69,9 @@ def plan_calls(request: SampleRequest, max_n: int) -> list[_Call]:
     """Group identical (prefix, max_tokens) continuations; at most `max_n` draws a call.
 
     With a seed, each call of one group gets its own (seed + j): the same seed
-    on two calls with the same prompt would draw the same samples twice.
+    on two calls with the same prompt would draw the same samples twice. Search
+    seeds are derived (seed * 1_000_003 + round), so they are folded into the
+    non-negative int64 range the APIs accept.
     """
     groups: dict[tuple[str, int | None], list[int]] = {}
     for i, c in enumerate(request.continuations):
@@ -76,7 +79,7 @@ def plan_calls(request: SampleRequest, max_n: int) -> list[_Call]:
     calls = []
     for (prefix, max_tokens), idx in groups.items():
         for j, start in enumerate(range(0, len(idx), max_n)):
-            seed = None if request.seed is None else request.seed + j
+            seed = None if request.seed is None else (request.seed + j) % MAX_SEED
             calls.append(_Call(idx[start:start + max_n], prefix, max_tokens, seed))
     return calls
 

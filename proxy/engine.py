@@ -92,7 +92,8 @@ class Engine:
             params = self.params_for(name, overrides)
         sampler = self.samplers[rc.upstream]
         if rc.passthrough:
-            result = await search(prompt, sampler, None, params, on_round)
+            # n independent draws, duplicates kept (what a client of `n` expects).
+            result = await search(prompt, sampler, None, params, on_round, distinct=False)
             result.mode = "passthrough"
             return result
         session = self.guides[rc.guide].session(prompt)

@@ -4,6 +4,15 @@ Requests are validated strictly (a string is not a number); every field the
 proxy cannot honour is refused with a 400 naming it, unless it is sent at a
 value that changes nothing (e.g. `logprobs: false`, `tools: []`). Fields with
 no effect on the answer (`user`, `metadata`, ...) are accepted and ignored.
+
+vLLM's extensions that OpenAI-compatible clients (this proxy's own `openai`
+provider among them) send are honoured: `top_k`, and on chat requests
+`continue_final_message` / `add_generation_prompt`. A conversation ending in an
+assistant message is always continued (like Anthropic's prefill), so
+`continue_final_message: true` (+ `add_generation_prompt: false`) is exactly the
+default; asking for a new turn after a trailing assistant message
+(`add_generation_prompt: true` or `continue_final_message: false` with one) is
+a 400 naming the field, never silently done the other way.
 """
 from __future__ import annotations
 
@@ -88,6 +97,7 @@ class _Common(BaseModel):
     n: int | None = Field(None, ge=1, le=MAX_N)
     stop: str | list[str] | None = None
     seed: int | None = None
+    top_k: int | None = Field(None, ge=-1)  # vLLM extension; -1 or 0 = no top-k
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     w2s: dict[str, Any] | None = None  # per-request search overrides (+ "trace")
@@ -119,7 +129,8 @@ class _Common(BaseModel):
         out: dict[str, Any] = {}
         for key, value in (("max_tokens", max_tokens), ("temperature", self.temperature),
                            ("top_p", self.top_p), ("n", self.n), ("seed", self.seed),
-                           ("stop", self.stop_list())):
+                           ("stop", self.stop_list()),
+                           ("top_k", self.top_k if self.top_k is not None and self.top_k > 0 else None)):
             if value is not None:
                 out[key] = value
         out.update(w2s_options.overrides(self.w2s))
@@ -129,9 +140,13 @@ class _Common(BaseModel):
 class ChatCompletionRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    # vLLM's chat-template flags (see the module docstring).
+    continue_final_message: bool | None = None
+    add_generation_prompt: bool | None = None
 
     def check_supported(self) -> None:
         super().check_supported()
+        self._check_continue_flags()
         for i, m in enumerate(self.messages):
             where = f"messages[{i}]"
             if m.role in ("tool", "function"):
@@ -146,6 +161,21 @@ class ChatCompletionRequest(_Common):
                         p = f"{where}.content[{j}]"
                         raise UnsupportedField(f"{p}: only text content parts are supported (got {kind!r})",
                                                param=f"{p}.type")
+
+    def _check_continue_flags(self) -> None:
+        cont, gen = self.continue_final_message, self.add_generation_prompt
+        trailing = len(self.messages) > 1 and self.messages[-1].role == "assistant"  # what Prompt.chat continues
+        if cont and gen:
+            raise InvalidRequest("continue_final_message and add_generation_prompt cannot both be true",
+                                 param="continue_final_message")
+        if cont and not trailing:
+            raise InvalidRequest("continue_final_message: the conversation must end in an assistant message "
+                                 "(after at least one other message)", param="continue_final_message")
+        if trailing:
+            for key, new_turn in (("continue_final_message", cont is False), ("add_generation_prompt", gen is True)):
+                if new_turn:
+                    raise UnsupportedField(f"{key}: a trailing assistant message is always continued by this "
+                                           "proxy; a new turn after it is not supported", param=key)
 
     def to_prompt(self) -> Prompt:
         return Prompt.chat([m.model_dump(include={"role", "content", "name"}, exclude_none=True)

@@ -54,12 +54,18 @@ class _Beam:
         return ScoreItem(self.text, eos)
 
 
-def _distinct(pool: list[_Beam]) -> list[_Beam]:
-    """First occurrence of each (text, finished); numbers them as the trace will."""
-    seen: dict[tuple[str, bool], _Beam] = {}
-    for b in pool:
-        seen.setdefault(b.key, b)
-    out = list(seen.values())
+def _distinct(pool: list[_Beam], distinct: bool = True) -> list[_Beam]:
+    """First occurrence of each (text, finished); numbers them as the trace will.
+
+    With `distinct=False` every beam stays (numbered only): independent draws.
+    """
+    if distinct:
+        seen: dict[tuple[str, bool], _Beam] = {}
+        for b in pool:
+            seen.setdefault(b.key, b)
+        out = list(seen.values())
+    else:
+        out = list(pool)
     for i, b in enumerate(out):
         b.index = i
     return out
@@ -90,7 +96,11 @@ async def search(
     scorer: ScoringSession | None,
     params: SearchParams,
     on_round: OnRound | None = None,
+    *,
+    distinct: bool = True,
 ) -> SearchResult:
+    """Run CBS. `distinct=False` keeps identical candidates apart: pass-through
+    routes return n independent draws, duplicates included, as OpenAI's `n` does."""
     params.validate()
     width = max(params.w, params.n)  # n distinct answers need at least n beams
     exact = sampler.exact_continuation
@@ -161,7 +171,7 @@ async def search(
 
         # Finished kept beams stay in the pool and compete.
         carried = [replace(b, parent=b.index) for b in kept if b.finished]
-        candidates = _distinct(carried + children)
+        candidates = _distinct(carried + children, distinct)
 
         budget_hit = (params.max_upstream_tokens is not None
                       and result.upstream_completion_tokens >= params.max_upstream_tokens)
@@ -170,7 +180,7 @@ async def search(
             for b in candidates:
                 if not b.finished:
                     b.finished, b.finish_reason = True, "length"
-            candidates = _distinct(candidates)
+            candidates = _distinct(candidates, distinct)
 
         t1 = time.perf_counter()
         scorer_before = scorer.tokens_computed if scorer is not None else 0

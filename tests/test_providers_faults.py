@@ -94,6 +94,15 @@ async def test_completions_splits_n_above_max_n_with_distinct_seeds(fake):
     assert r.calls == 3 and len(r.chunks) == 5 and all(c.error is None for c in r.chunks)
 
 
+def test_derived_seeds_stay_in_int64():
+    """Search seeds are seed * 1_000_003 + round: a large client seed must still go out as an int64."""
+    from providers.openai import plan_calls
+
+    big = 2**63 - 1
+    calls = plan_calls(req(*[("", 4)] * 3, seed=big * 1_000_003 + 2), max_n=2)
+    assert all(0 <= c.seed < 2**63 for c in calls) and len({c.seed for c in calls}) == 2
+
+
 async def test_max_n_1_never_sends_n(fake):
     s = openai_sampler(fake, max_n=1)
     r = await s.sample(req(*[("", 4)] * 3))

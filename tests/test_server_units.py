@@ -169,6 +169,42 @@ def test_openai_fields_become_search_overrides_and_w2s_wins():
     assert req.to_prompt().messages == ({"role": "user", "content": "hi"},)
 
 
+CONTINUED = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Well,"}]
+
+
+@pytest.mark.parametrize("flags, error", [
+    ({}, None),  # a trailing assistant message is continued by default
+    ({"continue_final_message": True, "add_generation_prompt": False}, None),  # vLLM's way to say the same
+    ({"continue_final_message": True}, None),
+    ({"add_generation_prompt": True}, (UnsupportedField, "add_generation_prompt")),  # a new turn: refused
+    ({"continue_final_message": False}, (UnsupportedField, "continue_final_message")),
+    ({"continue_final_message": True, "add_generation_prompt": True}, (InvalidRequest, "continue_final_message")),
+])
+def test_vllm_continue_flags_on_a_trailing_assistant_message(flags, error):
+    req = _chat(messages=CONTINUED, **flags)
+    if error is None:
+        req.check_supported()
+        assert req.to_prompt().prefill == "Well,"
+        return
+    with pytest.raises(error[0]) as e:
+        req.check_supported()
+    assert e.value.param == error[1] and e.value.status == 400
+
+
+def test_vllm_flags_without_a_trailing_assistant_message():
+    _chat(add_generation_prompt=True, continue_final_message=False).check_supported()  # the defaults: fine
+    with pytest.raises(InvalidRequest) as e:
+        _chat(continue_final_message=True).check_supported()  # nothing to continue
+    assert e.value.param == "continue_final_message"
+
+
+def test_top_k_is_a_search_override_and_minus_one_means_none():
+    assert _chat(top_k=5).search_overrides(None) == {"top_k": 5}
+    assert _chat(top_k=-1).search_overrides(None) == {} == _chat(top_k=0).search_overrides(None)
+    with pytest.raises(pydantic.ValidationError):
+        _chat(top_k=-2)
+
+
 def test_anthropic_request_to_prompt_and_overrides():
     req = pa.MessagesRequest.model_validate({
         "model": "m", "max_tokens": 9, "system": [{"type": "text", "text": "be nice", "cache_control": {"type": "ephemeral"}}],
