@@ -1,0 +1,92 @@
+"""Shared bits for the benches: machine line, markdown tables, stats, threads."""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+if str(ROOT) not in sys.path:  # `python bench/x.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def set_threads(n: int | None) -> int:
+    """torch intra-op threads. On a shared 2-core box 1 thread is several times
+    faster than 2 when another process is busy (spin-waiting workers)."""
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def machine(device: str = "cpu", note: str = "") -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [f"{os.cpu_count()} cores ({cpu})", f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s)"]
+    if device.startswith("cuda") and torch.cuda.is_available():
+        parts.insert(0, torch.cuda.get_device_name(0))
+    try:
+        load = os.getloadavg()
+        parts.append(f"load average at end {load[0]:.1f}")
+    except OSError:
+        pass
+    if note:
+        parts.append(note)
+    return "; ".join(parts)
+
+
+def today() -> str:
+    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            if math.isnan(v):
+                return "—"
+            if v != 0 and abs(v) < 0.01:
+                return f"{v:.2g}"
+            if abs(v) >= 1000:
+                return f"{v:,.0f}"
+            return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 10 else f"{v:.1f}"
+        return str(v)
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(fmt(v) for v in r) + " |")
+    return "\n".join(out)
+
+
+def mean_se(xs: list[float]) -> tuple[float, float]:
+    n = len(xs)
+    if n == 0:
+        return float("nan"), float("nan")
+    m = sum(xs) / n
+    if n == 1:
+        return m, float("nan")
+    var = sum((x - m) ** 2 for x in xs) / (n - 1)
+    return m, math.sqrt(var / n)
+
+
+def write_result(name: str, text: str, out: str | None = None) -> Path:
+    path = Path(out) if out else RESULTS / f"{name}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

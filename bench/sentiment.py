@@ -1,0 +1,381 @@
+"""Controlled sentiment, small and offline: does the guide pair steer the upstream?
+
+A reproduction in miniature of the paper's controlled-sentiment experiment
+(arXiv 2405.19262, section 5.1):
+
+  upstream  Gemma 3 270M base continues neutral movie-review openings (bench/openings.py)
+  guide     SmolLM2-135M-Instruct prompted as a positive critic vs a negative critic
+            (config.yaml, guide "positive-critic" of route "w2s-default")
+  judge     VADER compound sentiment of the continuation only (independent of both models)
+  methods   plain sampling (W=K=1), Best-of-N 4 and 16 (W=1, K=N, one round),
+            CBS (W,K,L) = (2,2,10) and (4,4,5); at most 50 upstream tokens; T=0.7, top-k 50
+
+Reported per method: judge mean ± s.e., win rate against plain sampling on the
+same opening (ties half), the guide's own reward, upstream tokens per answer,
+wall time, and the mean log-likelihood per token of the answer under the
+upstream model (log p_gemma(answer | opening) / tokens: how far the search
+moved from what the upstream would write by itself, the KL side).
+
+    python bench/sentiment.py --quick                        # smoke test, a few minutes
+    python bench/sentiment.py --prompts 12 --workers 2       # ~20 min here
+    python bench/sentiment.py                                # all 120 openings (hours on 2 CPU cores)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import machine, mean_se, set_threads, table, today, write_result  # noqa: E402
+from bench.openings import OPENINGS  # noqa: E402
+
+ROUTE = "w2s-default"
+QUICK_PROMPTS = 3
+QUICK_MAX_TOKENS = 24  # --quick is a smoke test: the numbers mean little
+
+
+@dataclass
+class Method:
+    name: str
+    w: int
+    k: int
+    l: int | None
+
+    def label(self) -> str:
+        if self.w * self.k == 1:
+            return "plain sampling"
+        if self.l is None:
+            return f"BoN N={self.k}"
+        return f"CBS W,K,L={self.w},{self.k},{self.l}"
+
+
+METHODS = [Method("plain", 1, 1, None), Method("bon4", 1, 4, None), Method("bon16", 1, 16, None),
+           Method("cbs2x2x10", 2, 2, 10), Method("cbs4x4x5", 4, 4, 5)]
+
+
+@dataclass
+class Run:
+    method: Method
+    texts: list[str] = field(default_factory=list)
+    finishes: list[str] = field(default_factory=list)
+    upstream_tokens: list[int] = field(default_factory=list)  # all candidates' tokens, per answer
+    upstream_calls: list[int] = field(default_factory=list)
+    scorer_tokens: list[int] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)  # per search
+    wall: float = 0.0  # whole method, prompts concurrent
+    judge: list[float] = field(default_factory=list)
+    guide: list[float] = field(default_factory=list)
+    loglik: list[float] = field(default_factory=list)  # per token, under the upstream
+
+
+def build_config(upstream_dtype: str, guide_dtype: str):
+    from proxy.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config.yaml")
+    up_model = cfg.upstreams[cfg.routes[ROUTE].upstream].model
+    for name, m in cfg.models.items():
+        m.device = "cpu"
+        m.dtype = upstream_dtype if name == up_model else guide_dtype
+    # Only the route we measure: nothing else gets loaded.
+    cfg.routes = {ROUTE: cfg.routes[ROUTE]}
+    cfg.default_route = ROUTE
+    return cfg
+
+
+async def run_method(engine, method: Method, prompts, args, indices: list[int]) -> Run:
+    from proxy.types import SearchParams
+
+    run = Run(method)
+    sem = asyncio.Semaphore(args.concurrency)
+    n = len(prompts)
+    out: list = [None] * n
+
+    async def one(i: int):
+        params = SearchParams(w=method.w, k=method.k, l=method.l, max_tokens=args.max_tokens,
+                              temperature=args.temperature, top_p=1.0, top_k=args.top_k,
+                              seed=args.seed * 1_000 + indices[i] * 10 + METHODS.index(method))
+        async with sem:
+            t0 = time.perf_counter()
+            res = await engine.run(ROUTE, prompts[i], params=params)
+            out[i] = (res, time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    run.wall = time.perf_counter() - t0
+    for res, dt in out:
+        run.texts.append(res.best.text)
+        run.finishes.append(res.best.finish_reason)
+        run.upstream_tokens.append(res.upstream_completion_tokens)
+        run.upstream_calls.append(res.upstream_calls)
+        run.scorer_tokens.append(res.scorer_tokens)
+        run.latency.append(dt)
+    return run
+
+
+def upstream_loglik_rows(model, tok, opening: str, answers: list[tuple[str, str]]):
+    """Rows for log p_upstream(answer [+ EOS if it stopped] | opening)."""
+    from scorers.pair import common_prefix_len
+    from scorers.rows import Row
+
+    prompt_ids = tok(opening, add_special_tokens=True)["input_ids"]
+    rows, starts = [], []
+    for text, finish in answers:
+        ids = tok(opening + text, add_special_tokens=True)["input_ids"]
+        if finish == "stop":
+            eos = tok.eos_token_id if tok.eos_token_id is not None else model.config.eos_token_id
+            ids = ids + [eos if isinstance(eos, int) else eos[0]]
+        start = max(1, common_prefix_len(prompt_ids, ids))
+        if start >= len(ids):  # empty answer: nothing to score
+            start = len(ids) - 1
+        rows.append(Row(ids))
+        starts.append(start)
+    return rows, starts
+
+
+async def evaluate(engine, runs: list[Run], prompts, openings) -> float:
+    """Judge (VADER), guide reward, upstream log-likelihood. Returns seconds spent."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from proxy.types import ScoreItem
+    from scorers.rows import forward_rows
+
+    t0 = time.perf_counter()
+    vader = SentimentIntensityAnalyzer()
+    for r in runs:
+        r.judge = [vader.polarity_scores(t)["compound"] for t in r.texts]
+    pair = engine.guides[engine.config.routes[ROUTE].guide]
+    up = engine.pool.get(engine.config.upstreams[engine.config.routes[ROUTE].upstream].model)
+    pad = up.tokenizer.pad_token_id or 0
+
+    async def per_prompt(i: int):
+        items = [ScoreItem(r.texts[i], r.finishes[i] == "stop") for r in runs]
+        sess = pair.session(prompts[i])
+        try:
+            scores = await sess.score(items)
+        finally:
+            sess.close()
+        rows, starts = upstream_loglik_rows(up.model, up.tokenizer, openings[i],
+                                            [(r.texts[i], r.finishes[i]) for r in runs])
+        res = await engine.pool.run(forward_rows, up.model, rows, pad)
+        for r, s, row, st, rr in zip(runs, scores, rows, starts, res):
+            r.guide.append(s)
+            ntok = len(row.ids) - st
+            r.loglik.append(float(rr.logps[st:].sum()) / max(1, ntok))
+
+    await asyncio.gather(*(per_prompt(i) for i in range(len(prompts))))
+    return time.perf_counter() - t0
+
+
+def win_rate(a: list[float], b: list[float]) -> float:
+    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(a)
+
+
+def report(runs: list[Run], args, n: int, load_s: float, eval_s: float, total_s: float) -> str:
+    from bench.common import mean_se as ms
+
+    base = runs[0]
+    rows = []
+    for r in runs:
+        jm, js = ms(r.judge)
+        gm, gs = ms(r.guide)
+        lm, ls = ms(r.loglik)
+        wr = win_rate(r.judge, base.judge) if r is not base else float("nan")
+        pos = sum(j > 0.05 for j in r.judge) / n
+        rows.append([r.method.label(), f"{jm:+.3f} ± {js:.3f}", f"{100 * wr:.0f}%" if r is not base else "—",
+                     f"{100 * pos:.0f}%", f"{gm:+.2f} ± {gs:.2f}", f"{lm:.3f} ± {ls:.3f}",
+                     f"{sum(r.upstream_tokens) / n:.0f}", f"{sum(r.upstream_calls) / n:.1f}",
+                     f"{sum(r.scorer_tokens) / n:.0f}", f"{r.wall:.0f}", f"{r.wall / n:.2f}",
+                     f"{sum(r.latency) / n:.1f}"])
+    head = ["method", "VADER compound (mean ± s.e.)", "win vs plain", "positive share",
+            "guide reward", "upstream log-lik / token", "upstream tokens / answer", "upstream calls / answer",
+            "scorer tokens / answer", "search s", "s / answer", "latency s / search"]
+    lines = [
+        f"# Controlled sentiment (bench/sentiment.py{' --quick' if args.quick else ''})",
+        "",
+        f"{today()}; {machine('cpu', 'CPU only, shared with other jobs (timings noisy)')}.",
+        "",
+        f"{n} neutral movie-review openings (bench/openings.py), upstream Gemma 3 270M base "
+        f"({args.upstream_dtype}), guide SmolLM2-135M-Instruct prompted pair positive-critic vs negative-critic "
+        f"({args.guide_dtype}), judge VADER compound on the continuation only. max_tokens {args.max_tokens}, "
+        f"T={args.temperature}, top-k {args.top_k}, seed {args.seed}, {args.workers} worker process(es) with "
+        f"{args.threads} torch thread(s) each, {args.concurrency} searches in flight per worker. "
+        "Methods run one after another; within a method the openings run concurrently.",
+        "",
+        table(head, rows),
+        "",
+        "* win vs plain: share of openings where the method's continuation has a higher VADER score than plain "
+        "sampling's on the same opening (ties count half). positive share: VADER compound > 0.05.",
+        "* guide reward: log p_tuned(y|x) - log p_untuned(y|x) of the returned answer (EOS term when it stopped), "
+        "what the search maximises.",
+        "* upstream log-lik / token: log p_gemma(answer | opening) / answer tokens (EOS included when it stopped), "
+        "computed with the upstream model itself; lower = further from the upstream's own distribution.",
+        "* upstream tokens / answer: every token the upstream generated for the search (all candidates).",
+        "* search s: the method's wall time, summed over worker processes; s / answer = search s / openings "
+        "(one worker's time per answer); latency s / search: one search's own wall time, queueing included.",
+        f"* Run time: models {load_s:.0f} s, searches {sum(r.wall for r in runs):.0f} s, "
+        f"evaluation {eval_s:.0f} s, total {total_s:.0f} s.",
+        "",
+        "Pairs at comparable upstream cost: BoN N=4 vs CBS 2,2,10 (4 rows), BoN N=16 vs CBS 4,4,5 (16 rows).",
+        "",
+    ]
+    comps = [("bon4", "cbs2x2x10"), ("bon16", "cbs4x4x5"), ("plain", "bon4"), ("plain", "bon16")]
+    by = {r.method.name: r for r in runs}
+    pair_rows = []
+    for a, b in comps:
+        if a in by and b in by:
+            ra, rb = by[a], by[b]
+            d = [x - y for x, y in zip(rb.judge, ra.judge)]
+            dm, ds = mean_se(d)
+            pair_rows.append([f"{rb.method.label()} vs {ra.method.label()}", f"{100 * win_rate(rb.judge, ra.judge):.0f}%",
+                              f"{dm:+.3f} ± {ds:.3f}",
+                              f"{sum(rb.upstream_tokens) / max(1, sum(ra.upstream_tokens)):.2f}"])
+    if pair_rows:
+        lines += [table(["comparison (same openings)", "win rate", "VADER difference (mean ± s.e.)",
+                         "upstream token ratio"], pair_rows), ""]
+    return "\n".join(lines)
+
+
+FIELDS = ("texts", "finishes", "upstream_tokens", "upstream_calls", "scorer_tokens", "latency",
+          "judge", "guide", "loglik")
+
+
+async def run_shard(args, indices: list[int]) -> dict:
+    """Every method over the openings `indices` in one process; plain data out."""
+    from proxy.engine import Engine
+    from proxy.types import Prompt
+
+    openings = [OPENINGS[i] for i in indices]
+    prompts = [Prompt.raw(o) for o in openings]
+    methods = [m for m in METHODS if not args.methods or m.name in args.methods]
+    cfg = build_config(args.upstream_dtype, args.guide_dtype)
+    engine = Engine(cfg)
+    t0 = time.perf_counter()
+    await engine.start()
+    load_s = time.perf_counter() - t0
+    tag = f"[shard {args.worker_shard}] " if args.worker_shard else ""
+    print(f"{tag}models loaded in {load_s:.1f} s; {len(indices)} openings x {len(methods)} methods", flush=True)
+    runs = []
+    try:
+        for m in methods:
+            r = await run_method(engine, m, prompts, args, indices)
+            runs.append(r)
+            n = len(indices)
+            print(f"{tag}  {m.label():22s} {r.wall:7.1f} s  ({r.wall / n:.2f} s/answer, "
+                  f"{sum(r.upstream_tokens) / n:.0f} upstream tokens/answer)", flush=True)
+        eval_s = await evaluate(engine, runs, prompts, openings)
+    finally:
+        await engine.aclose()
+    return {"indices": indices, "load_s": load_s, "eval_s": eval_s,
+            "runs": {r.method.name: {"wall": r.wall, **{f: getattr(r, f) for f in FIELDS}} for r in runs}}
+
+
+def merge(shards: list[dict], n: int) -> tuple[list[Run], float, float]:
+    """Shards -> one Run per method in opening order; wall = sum of the workers' walls."""
+    names = list(shards[0]["runs"])
+    runs = []
+    for name in names:
+        r = Run(next(m for m in METHODS if m.name == name))
+        slots: dict[int, dict] = {}
+        for sh in shards:
+            d = sh["runs"][name]
+            r.wall += d["wall"]
+            for j, gi in enumerate(sh["indices"]):
+                slots[gi] = {f: d[f][j] for f in FIELDS}
+        for gi in sorted(slots):
+            for f in FIELDS:
+                getattr(r, f).append(slots[gi][f])
+        runs.append(r)
+    return runs, max(sh["load_s"] for sh in shards), max(sh["eval_s"] for sh in shards)
+
+
+async def main_async(args) -> None:
+    t_all = time.perf_counter()
+    n = args.prompts or (QUICK_PROMPTS if args.quick else len(OPENINGS))
+    n = min(n, len(OPENINGS))
+    if args.worker_shard:  # a child of --workers: one shard, JSON out
+        i, k = (int(x) for x in args.worker_shard.split("/"))
+        shard = await run_shard(args, list(range(n))[i::k])
+        Path(args.worker_out).write_text(json.dumps(shard))
+        return
+    methods = [m for m in METHODS if not args.methods or m.name in args.methods]
+    if methods[0].name != "plain":
+        raise SystemExit("the plain-sampling method is the baseline and must be included")
+    if args.workers <= 1:
+        shards = [await run_shard(args, list(range(n)))]
+    else:
+        shards = await run_workers(args, n)
+    runs, load_s, eval_s = merge(shards, n)
+    total_s = time.perf_counter() - t_all
+    md = report(runs, args, n, load_s, eval_s, total_s)
+    print(md)
+    if args.dump:
+        with open(args.dump, "w") as f:
+            for i in range(n):
+                for r in runs:
+                    f.write(json.dumps({"opening": OPENINGS[i], "method": r.method.name, "text": r.texts[i],
+                                        "finish": r.finishes[i], "vader": r.judge[i], "guide": r.guide[i],
+                                        "loglik_per_token": r.loglik[i], "upstream_tokens": r.upstream_tokens[i]}) + "\n")
+    if not args.no_write:
+        path = write_result("sentiment_quick" if args.quick else "sentiment", md, args.out)
+        print(f"\nwritten to {path}")
+
+
+async def run_workers(args, n: int) -> list[dict]:
+    """--workers K: K processes (one torch thread each), openings dealt round-robin."""
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="w2s-sentiment-"))
+    argv = [a for a in sys.argv[1:] if a not in ("--workers",)]
+    # Drop "--workers K" from the child's argv.
+    if "--workers" in sys.argv:
+        j = sys.argv.index("--workers")
+        argv = sys.argv[1:j] + sys.argv[j + 2:]
+    procs = []
+    for i in range(args.workers):
+        out = tmp / f"shard{i}.json"
+        cmd = [sys.executable, __file__, *argv, "--prompts", str(n), "--worker-shard", f"{i}/{args.workers}",
+               "--worker-out", str(out)]
+        procs.append((await asyncio.create_subprocess_exec(*cmd), out))
+    for p, _ in procs:
+        rc = await p.wait()
+        if rc != 0:
+            raise SystemExit(f"a sentiment worker failed (exit {rc})")
+    return [json.loads(out.read_text()) for _, out in procs]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_PROMPTS} openings, {QUICK_MAX_TOKENS} tokens: a smoke test")
+    p.add_argument("--prompts", type=int, help="number of openings (default: 12 with --quick, else all)")
+    p.add_argument("--methods", nargs="*", choices=[m.name for m in METHODS], help="subset (plain is required)")
+    p.add_argument("--max-tokens", type=int, help="upstream tokens per answer (default 50, --quick 24)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-k", type=int, default=50, help="the paper's code samples with top-k 50")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--concurrency", type=int, default=8, help="searches in flight (the scorer micro-batches them)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a shared 2-core box)")
+    p.add_argument("--upstream-dtype", default="float32")
+    p.add_argument("--guide-dtype", default="float32")
+    p.add_argument("--out", help="markdown file (default bench/results/sentiment[_quick].md)")
+    p.add_argument("--dump", help="also write every answer as JSONL here")
+    p.add_argument("--no-write", action="store_true")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, one torch thread each, openings dealt round-robin (2 uses both cores)")
+    p.add_argument("--worker-shard", help=argparse.SUPPRESS)
+    p.add_argument("--worker-out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.quick and args.max_tokens is None:
+        args.max_tokens = QUICK_MAX_TOKENS
+    if args.max_tokens is None:
+        args.max_tokens = 50
+    set_threads(args.threads)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
