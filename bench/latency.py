@@ -158,6 +158,16 @@ class HttpClient:
     async def __aexit__(self, *exc):
         await self.session.close()
 
+    async def scorer_stats(self) -> dict:
+        async with self.session.get(f"{self.base}/metrics") as resp:
+            text = await resp.text()
+        out = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in SCORER_METRICS:
+                out[SCORER_METRICS[parts[0]]] = float(parts[1])
+        return out
+
     async def one(self, route: str, prompt: str, seed: int, max_tokens: int) -> dict:
         body = {"model": route, "prompt": prompt, "max_tokens": max_tokens, "seed": seed,
                 "w2s": {"trace": True}}
@@ -174,6 +184,10 @@ class HttpClient:
                 "calls": tr["upstream_calls"], "scorer_tokens": tr["scorer_tokens"]}
 
 
+SCORER_METRICS = {"w2s_scorer_busy_seconds_total": "seconds", "w2s_scorer_batches_total": "batches",
+                  "w2s_scorer_rows_total": "rows", "w2s_scorer_batch_tokens_total": "tokens"}
+
+
 class EngineClient:
     """--in-process: the same searches through proxy.engine.Engine, no HTTP."""
 
@@ -185,6 +199,10 @@ class EngineClient:
 
     async def __aexit__(self, *exc):
         pass
+
+    async def scorer_stats(self) -> dict:
+        st = self.engine.batcher.stats
+        return {"seconds": st.seconds, "batches": st.batches, "rows": st.rows, "tokens": st.tokens}
 
     async def one(self, route: str, prompt: str, seed: int, max_tokens: int) -> dict:
         from proxy.types import Prompt
@@ -244,7 +262,9 @@ async def measure(client, up_base: str, args) -> tuple[list[dict], dict, float]:
     t_all = time.perf_counter()
     for conc, n in levels:
         await upstream_stats(up_base, reset=True)
+        sc0 = await client.scorer_stats()
         res, wall = await run_load(client, "cbs", prompts_for(n), conc, args.max_tokens, 0)
+        sc = {k: v - sc0.get(k, 0.0) for k, v in (await client.scorer_stats()).items()}
         st = await upstream_stats(up_base)
         e2e = [r["e2e"] for r in res]
         floor = [r["rounds"] * lat + r["score_s"] for r in res]
@@ -252,18 +272,28 @@ async def measure(client, up_base: str, args) -> tuple[list[dict], dict, float]:
         rows.append(dict(conc=conc, n=n, wall=wall, e2e=e2e, floor=floor, up_floor=up_floor,
                          score=[r["score_s"] for r in res], sample=[r["sample_s"] for r in res],
                          rounds=[r["rounds"] for r in res], calls=[r["calls"] for r in res],
-                         max_in_flight=st["max_in_flight"]))
+                         max_in_flight=st["max_in_flight"], scorer=sc))
         m = statistics.mean
         print(f"  {conc:3d} concurrent x {n:3d}: e2e mean {m(e2e):.2f} s, floor {m(floor):.2f} s "
               f"(ratio {m(e2e) / m(floor):.2f}), {n / wall:.2f} req/s", flush=True)
     await upstream_stats(up_base, reset=True)
+    sc0 = await client.scorer_stats()
     ref, ref_wall = await run_load(client, "cbs-seq", prompts_for(args.nref), 1, args.max_tokens, 0)
+    sc = {k: v - sc0.get(k, 0.0) for k, v in (await client.scorer_stats()).items()}
     st = await upstream_stats(up_base)
     ref_row = dict(n=args.nref, wall=ref_wall, e2e=[r["e2e"] for r in ref], rounds=[r["rounds"] for r in ref],
                    calls=[r["calls"] for r in ref], score=[r["score_s"] for r in ref],
-                   max_in_flight=st["max_in_flight"])
+                   max_in_flight=st["max_in_flight"], scorer=sc)
     print(f"  sequential reference x {args.nref}: {args.nref / ref_wall:.2f} req/s", flush=True)
     return rows, ref_row, time.perf_counter() - t_all
+
+
+def scorer_cols(r: dict) -> list[str]:
+    sc = r.get("scorer") or {}
+    if not sc.get("batches"):
+        return ["—", "—", "—"]
+    return [f"{100 * sc['seconds'] / r['wall']:.0f}%", f"{sc['rows'] / sc['batches']:.1f}",
+            f"{sc['tokens'] / sc['seconds']:.0f}" if sc["seconds"] else "—"]
 
 
 def report(rows, ref, args, mode: str, total_s: float) -> str:
@@ -272,7 +302,8 @@ def report(rows, ref, args, mode: str, total_s: float) -> str:
     head = ["concurrent requests", "requests", "rounds / request", "upstream calls / request",
             "floor: rounds x latency + scoring (s)", "of which scoring (s)", "end-to-end mean (s)", "p50 (s)", "p90 (s)",
             "end-to-end / floor", "overhead over floor (ms)", "end-to-end / (rounds x latency)",
-            "throughput (req/s)", "vs sequential reference"]
+            "throughput (req/s)", "vs sequential reference", "scorer busy", "rows / scorer pass",
+            "scorer tok/s while busy"]
     ref_tp = ref["n"] / ref["wall"]
     out = []
     for r in rows:
@@ -280,11 +311,11 @@ def report(rows, ref, args, mode: str, total_s: float) -> str:
         out.append([r["conc"], r["n"], f"{m(r['rounds']):.2f}", f"{m(r['calls']):.2f}", f"{m(r['floor']):.3f}",
                     f"{m(r['score']):.3f}", f"{m(r['e2e']):.3f}", f"{pct(r['e2e'], .5):.3f}", f"{pct(r['e2e'], .9):.3f}",
                     f"{m(r['e2e']) / m(r['floor']):.2f}", f"{1000 * (m(r['e2e']) - m(r['floor'])):.0f}",
-                    f"{m(r['e2e']) / m(r['up_floor']):.2f}", f"{tp:.2f}", f"{tp / ref_tp:.1f}x"])
+                    f"{m(r['e2e']) / m(r['up_floor']):.2f}", f"{tp:.2f}", f"{tp / ref_tp:.1f}x", *scorer_cols(r)])
     out.append(["sequential reference (1 call at a time)", ref["n"], f"{m(ref['rounds']):.2f}", f"{m(ref['calls']):.2f}",
                 "—", f"{m(ref['score']):.3f}", f"{m(ref['e2e']):.3f}", f"{pct(ref['e2e'], .5):.3f}",
                 f"{pct(ref['e2e'], .9):.3f}", "—", "—", f"{m(ref['e2e']) / (m(ref['rounds']) * lat):.2f}",
-                f"{ref_tp:.2f}", "1.0x"])
+                f"{ref_tp:.2f}", "1.0x", *scorer_cols(ref)])
     lines = [
         f"# Latency and throughput through the proxy (bench/latency.py{' --quick' if args.quick else ''})",
         "",
@@ -300,6 +331,9 @@ def report(rows, ref, args, mode: str, total_s: float) -> str:
         "* floor = rounds x upstream latency + the scoring seconds the search itself reported (its trace's "
         "score_seconds: waiting for and running the guide pair, so at high concurrency it includes the scorer "
         "queue). overhead = end-to-end minus floor: HTTP, JSON, the upstream client, the event loop.",
+        "* scorer busy: the guide pair's forward passes as a share of the level's wall time (the proxy's "
+        "w2s_scorer_busy_seconds_total); rows / scorer pass: the micro-batch size the batcher reached; scorer "
+        "tok/s: tokens fed per busy second.",
         "* The sequential reference: route cbs-seq (an upstream client allowed one call at a time), one request "
         "at a time: round 1 is one call with n=4, later rounds W=2 calls one after another.",
         f"* Max upstream calls in flight: " + ", ".join(f"{r['max_in_flight']} at {r['conc']} concurrent" for r in rows)

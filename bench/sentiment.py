@@ -199,7 +199,7 @@ def report(runs: list[Run], args, n: int, load_s: float, eval_s: float, total_s:
         "",
         f"{today()}; {machine('cpu', 'CPU only, shared with other jobs (timings noisy)')}.",
         "",
-        f"{n} neutral movie-review openings (bench/openings.py), upstream Gemma 3 270M base "
+        f"{n} neutral movie-review openings (bench/openings.py {args.indices_desc}), upstream Gemma 3 270M base "
         f"({args.upstream_dtype}), guide SmolLM2-135M-Instruct prompted pair positive-critic vs negative-critic "
         f"({args.guide_dtype}), judge VADER compound on the continuation only. max_tokens {args.max_tokens}, "
         f"T={args.temperature}, top-k {args.top_k}, seed {args.seed}, {args.workers} worker process(es) with "
@@ -217,8 +217,10 @@ def report(runs: list[Run], args, n: int, load_s: float, eval_s: float, total_s:
         "* upstream tokens / answer: every token the upstream generated for the search (all candidates).",
         "* search s: the method's wall time, summed over worker processes; s / answer = search s / openings "
         "(one worker's time per answer); latency s / search: one search's own wall time, queueing included.",
-        f"* Run time: models {load_s:.0f} s, searches {sum(r.wall for r in runs):.0f} s, "
-        f"evaluation {eval_s:.0f} s, total {total_s:.0f} s.",
+        (f"* Run time: merged from {len(args.merge_shards)} saved shard files; searches {sum(r.wall for r in runs):.0f} s "
+         "(summed over workers)." if args.merge_shards else
+         f"* Run time: models {load_s:.0f} s, searches {sum(r.wall for r in runs):.0f} s (summed over workers), "
+         f"evaluation {eval_s:.0f} s, total wall {total_s:.0f} s."),
         "",
         "Pairs at comparable upstream cost: BoN N=4 vs CBS 2,2,10 (4 rows), BoN N=16 vs CBS 4,4,5 (16 rows).",
         "",
@@ -240,6 +242,7 @@ def report(runs: list[Run], args, n: int, load_s: float, eval_s: float, total_s:
     return "\n".join(lines)
 
 
+DUMP_NAMES = {"texts": "text", "finishes": "finish", "judge": "vader", "loglik": "loglik_per_token"}
 FIELDS = ("texts", "finishes", "upstream_tokens", "upstream_calls", "scorer_tokens", "latency",
           "judge", "guide", "loglik")
 
@@ -295,31 +298,55 @@ def merge(shards: list[dict], n: int) -> tuple[list[Run], float, float]:
 
 async def main_async(args) -> None:
     t_all = time.perf_counter()
+    if args.merge_shards:  # report on shards saved by earlier runs (--keep-shards)
+        shards = [json.loads(Path(f).read_text()) for f in args.merge_shards]
+        for k, v in shards[0].get("settings", {}).items():  # report the settings the shards ran with
+            setattr(args, k, v)
+        indices = sorted(i for sh in shards for i in sh["indices"])
+        if len(indices) != len(set(indices)):
+            raise SystemExit("the shards overlap: each opening may appear in one shard only")
+        finish(args, shards, indices, time.perf_counter() - t_all)
+        return
     n = args.prompts or (QUICK_PROMPTS if args.quick else len(OPENINGS))
-    n = min(n, len(OPENINGS))
+    indices = list(range(args.offset, min(len(OPENINGS), args.offset + n)))
     if args.worker_shard:  # a child of --workers: one shard, JSON out
         i, k = (int(x) for x in args.worker_shard.split("/"))
-        shard = await run_shard(args, list(range(n))[i::k])
+        shard = await run_shard(args, indices[i::k])
         Path(args.worker_out).write_text(json.dumps(shard))
         return
     methods = [m for m in METHODS if not args.methods or m.name in args.methods]
     if methods[0].name != "plain":
         raise SystemExit("the plain-sampling method is the baseline and must be included")
     if args.workers <= 1:
-        shards = [await run_shard(args, list(range(n)))]
+        shards = [await run_shard(args, indices)]
     else:
-        shards = await run_workers(args, n)
-    runs, load_s, eval_s = merge(shards, n)
-    total_s = time.perf_counter() - t_all
+        shards = await run_workers(args, len(indices))
+    if args.keep_shards:
+        d = Path(args.keep_shards)
+        d.mkdir(parents=True, exist_ok=True)
+        for sh in shards:
+            (d / f"shard-{sh['indices'][0]:03d}-{len(sh['indices'])}.json").write_text(json.dumps(shard_meta(sh, args)))
+    finish(args, shards, indices, time.perf_counter() - t_all)
+
+
+def shard_meta(shard: dict, args) -> dict:
+    return {**shard, "settings": {k: getattr(args, k) for k in
+                                  ("max_tokens", "temperature", "top_k", "seed", "upstream_dtype", "guide_dtype")}}
+
+
+def finish(args, shards: list[dict], indices: list[int], total_s: float) -> None:
+    runs, load_s, eval_s = merge(shards, len(indices))
+    n = len(indices)
+    contiguous = indices == list(range(indices[0], indices[0] + n))
+    args.indices_desc = f"#{indices[0]}-#{indices[-1]}" if contiguous else f"{n} of bench/openings.py"
     md = report(runs, args, n, load_s, eval_s, total_s)
     print(md)
     if args.dump:
         with open(args.dump, "w") as f:
-            for i in range(n):
+            for j, gi in enumerate(indices):
                 for r in runs:
-                    f.write(json.dumps({"opening": OPENINGS[i], "method": r.method.name, "text": r.texts[i],
-                                        "finish": r.finishes[i], "vader": r.judge[i], "guide": r.guide[i],
-                                        "loglik_per_token": r.loglik[i], "upstream_tokens": r.upstream_tokens[i]}) + "\n")
+                    rec = {DUMP_NAMES.get(fld, fld): getattr(r, fld)[j] for fld in FIELDS}
+                    f.write(json.dumps({"index": gi, "opening": OPENINGS[gi], "method": r.method.name, **rec}) + "\n")
     if not args.no_write:
         path = write_result("sentiment_quick" if args.quick else "sentiment", md, args.out)
         print(f"\nwritten to {path}")
@@ -366,6 +393,9 @@ def main() -> None:
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--workers", type=int, default=1,
                    help="processes, one torch thread each, openings dealt round-robin (2 uses both cores)")
+    p.add_argument("--offset", type=int, default=0, help="first opening (to extend an earlier run)")
+    p.add_argument("--keep-shards", help="save the raw per-opening results (JSON) in this folder")
+    p.add_argument("--merge-shards", nargs="+", help="no search: report on JSON files saved by --keep-shards")
     p.add_argument("--worker-shard", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = p.parse_args()
