@@ -67,15 +67,7 @@ class MessagesRequest(BaseModel):
     w2s: dict[str, Any] | None = None  # per-request search overrides (+ "trace")
 
     def check_supported(self) -> None:
-        for key, value in (self.model_extra or {}).items():
-            if key in IGNORED:
-                continue
-            ok = NEUTRAL.get(key)
-            if ok is None:
-                raise UnsupportedField(f"{key}: unknown field, not supported by this proxy", param=key)
-            if not ok(value):
-                raise UnsupportedField(f"{key}: not supported by this proxy (weak-to-strong search "
-                                       f"returns plain text)", param=key)
+        w2s_options.check_extra_fields(self.model_extra, IGNORED, NEUTRAL)
         if isinstance(self.system, list):
             _check_blocks(self.system, "system")
         for i, m in enumerate(self.messages):

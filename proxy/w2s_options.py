@@ -9,9 +9,9 @@ it with `extra_body={"w2s": {...}}`.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from proxy.errors import InvalidRequest
+from proxy.errors import InvalidRequest, UnsupportedField
 
 
 def overrides(w2s: dict[str, Any] | None) -> dict[str, Any]:
@@ -23,3 +23,17 @@ def trace(w2s: dict[str, Any] | None) -> bool:
     if not isinstance(value, bool):
         raise InvalidRequest("w2s.trace: must be true or false", param="w2s.trace")
     return value
+
+
+def check_extra_fields(extra: dict[str, Any] | None, ignored: frozenset[str],
+                       neutral: dict[str, Callable[[Any], bool]]) -> None:
+    """Fields a wire model does not declare: ignored, harmless at this value, or a 400 naming them."""
+    for key, value in (extra or {}).items():
+        if key in ignored:
+            continue
+        ok = neutral.get(key)
+        if ok is None:
+            raise UnsupportedField(f"{key}: unknown field, not supported by this proxy", param=key)
+        if not ok(value):
+            raise UnsupportedField(f"{key}: not supported by this proxy (weak-to-strong search "
+                                   f"returns plain text)", param=key)
