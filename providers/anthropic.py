@@ -224,4 +224,6 @@ def _parse(resp) -> tuple[Chunk, bool]:
     if not isinstance(text, str):
         raise MalformedResponse("text is not a string")
     finish = _STOP.get(str(reason), "stop") if reason is not None else "stop"
-    return Chunk(text=text, finish_reason=finish, completion_tokens=completion, prompt_tokens=prompt), has_usage
+    seq = getattr(resp, "stop_sequence", None) if reason == "stop_sequence" else None
+    return Chunk(text=text, finish_reason=finish, completion_tokens=completion, prompt_tokens=prompt,
+                 stop_sequence=seq if isinstance(seq, str) else None), has_usage

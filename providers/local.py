@@ -79,12 +79,14 @@ class LocalSampler:
                     break
             text = tok.decode(new, skip_special_tokens=True)
             n_tokens = len(new) + (1 if finish == "stop" else 0)
-            cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-            if cut >= 0:
+            hits = sorted((text.find(s), s) for s in stops if s and s in text)
+            matched = None
+            if hits:
+                cut, matched = hits[0]
                 text, finish = text[:cut], "stop"
             elif finish == "length":
                 # A chunk may end inside a multi-byte character; drop the partial
                 # bytes so the next round re-tokenizes clean text.
                 text = text.rstrip("\ufffd")
-            chunks.append(Chunk(text, finish, n_tokens, int(prompt_lens[b])))
+            chunks.append(Chunk(text, finish, n_tokens, int(prompt_lens[b]), stop_sequence=matched))
         return chunks

@@ -27,12 +27,14 @@ from proxy.wire_errors import anthropic_body, as_w2s_error
 def stop_reason(answer: Answer) -> tuple[pa.StopReason, str | None]:
     """Answer.finish_reason -> Anthropic's (stop_reason, stop_sequence).
 
-    The samplers report "stop" both for the model's end of turn and for a stop
-    string (and cut the string off), so which sequence matched is not known
-    here: an answer that stopped is reported as end_turn, never a guess.
+    A stop string is reported only when the upstream said which one matched;
+    an upstream that cannot tell (OpenAI's API-side stops) reads as end_turn,
+    never a guess.
     """
     if answer.finish_reason == "length":
         return "max_tokens", None
+    if answer.stop_sequence is not None:
+        return "stop_sequence", answer.stop_sequence
     return "end_turn", None
 
 

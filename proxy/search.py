@@ -42,6 +42,7 @@ class _Beam:
     finished: bool = False
     finish_reason: FinishReason = "length"
     score: float | None = None
+    stop_sequence: str | None = None
     parent: int | None = None  # index of the parent in the previous round's candidates
     index: int = -1  # index in this round's candidates (the trace's numbering)
 
@@ -154,6 +155,7 @@ async def search(
             child = _Beam(parent.text + chunk.text, tokens, parent=pidx)
             if chunk.finish_reason == "stop":
                 child.finished, child.finish_reason = True, "stop"
+                child.stop_sequence = chunk.stop_sequence
             elif tokens >= params.max_tokens or not exact:
                 # Cut by max_tokens; or a non-exact upstream, whose answers
                 # cannot be continued.
@@ -221,5 +223,5 @@ async def search(
         if all(b.finished for b in kept):
             break
 
-    result.answers = [Answer(b.text, b.score, b.finish_reason, b.tokens) for b in kept[: params.n]]
+    result.answers = [Answer(b.text, b.score, b.finish_reason, b.tokens, b.stop_sequence) for b in kept[: params.n]]
     return result

@@ -110,6 +110,7 @@ class Chunk:
     completion_tokens: int = 0  # upstream tokens generated
     prompt_tokens: int = 0  # upstream tokens read (prompt + prefix)
     error: str | None = None
+    stop_sequence: str | None = None  # the stop string that ended it, when known
 
 
 @dataclass
@@ -187,6 +188,7 @@ class Answer:
     score: float | None
     finish_reason: FinishReason
     completion_tokens: int  # upstream tokens on this answer's path
+    stop_sequence: str | None = None  # the stop string that ended it, when known
 
 
 @dataclass

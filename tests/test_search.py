@@ -184,3 +184,13 @@ async def test_trailing_assistant_message_is_continued(engine):
     # The guide scores only what follows the prefill.
     again = await rescore(engine, "positive-critic", prompt, result.rounds[-1])
     assert [c.score for c in result.rounds[-1].candidates] == pytest.approx(again, abs=3e-3)
+
+
+async def test_stop_string_is_cut_and_named(engine):
+    sampler = engine.samplers["gemma-local"]
+    out = await sampler.sample(SampleRequest(PROMPT, [Continuation("", 12)] * 3, stop=(" ", "."), seed=1))
+    for chunk in out.chunks:
+        assert " " not in chunk.text and "." not in chunk.text
+        if chunk.finish_reason == "stop" and chunk.stop_sequence is not None:
+            assert chunk.stop_sequence in (" ", ".")
+    assert any(c.stop_sequence == " " for c in out.chunks)  # the answer starts with a space: stops at once
