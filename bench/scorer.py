@@ -196,14 +196,16 @@ async def atimed_inner(fn, reps: int, min_seconds: float) -> float:
 # --- part 2 -------------------------------------------------------------------
 
 
-async def incremental(s: Setup, lengths: list[int], chunk: int):
+async def incremental(s: Setup, lengths: list[int], chunk: int, ref: Setup | None = None):
+    """`ref`: a float32 copy of the model; its full-recompute scores are the reference for a low-precision run."""
     from proxy.types import ScoreItem
 
     rows = []
     for n in lengths:
         res = {}
-        for mode in ("inc", "full"):
-            pair = s.pair(mode == "inc")
+        for mode in ("inc", "full") + (("ref",) if ref is not None else ()):
+            setup = ref if mode == "ref" else s
+            pair = setup.pair(mode == "inc")
             sess = pair.session(s.prompt)
             t0 = time.perf_counter()
             scores = []
@@ -211,7 +213,7 @@ async def incremental(s: Setup, lengths: list[int], chunk: int):
                 last = end >= n
                 got = await sess.score([ScoreItem(s.text_of(end), finished=last)])
                 scores.append(got[0])
-            sync(s.device)
+            sync(setup.device)
             res[mode] = (sess.tokens_computed, time.perf_counter() - t0, scores)
             sess.close()
         resp = len(s.review_ids[:n])
@@ -219,6 +221,10 @@ async def incremental(s: Setup, lengths: list[int], chunk: int):
         rows.append(dict(n=n, rounds=n // chunk, inc_tok=res["inc"][0], full_tok=res["full"][0],
                          inc_s=res["inc"][1], full_s=res["full"][1], resp=resp, diff=diff))
         r = rows[-1]
+        if ref is not None:
+            r["inc_vs_f32"] = max(abs(a - b) for a, b in zip(res["inc"][2], res["ref"][2]))
+            r["full_vs_f32"] = max(abs(a - b) for a, b in zip(res["full"][2], res["ref"][2]))
+            print(f"        vs float32 full recompute: incremental {r['inc_vs_f32']:.3g}, full {r['full_vs_f32']:.3g}")
         print(f"  {n:5d} tokens: incremental {r['inc_tok'] / resp:6.2f} tok/resp-tok {r['inc_s']:7.2f} s | "
               f"full {r['full_tok'] / resp:6.2f} tok/resp-tok {r['full_s']:7.2f} s | max |score diff| {diff:.2g}",
               flush=True)
@@ -257,17 +263,24 @@ def report(s: Setup, args, tp, inc, total_s: float) -> str:
               "pair + prompt KV feeds only the response tokens (the prompt's KV comes from the session's cache), "
               "so it can beat the raw forward on the same shapes.", ""]
     head2 = ["answer tokens", "rounds (L=16)", "incremental: scorer tok / response tok", "full: scorer tok / response tok",
-             "saving (tokens)", "incremental s", "full s", "speed-up (time)", "max |score diff|"]
+             "saving (tokens)", "incremental s", "full s", "speed-up (time)", "max abs score diff, incremental vs full"]
+    has_ref = any("inc_vs_f32" in r for r in inc)
+    if has_ref:
+        head2 += ["max abs diff, incremental vs f32", "max abs diff, full vs f32"]
     rows2 = []
     for r in inc:
         rows2.append([r["n"], r["rounds"], f"{r['inc_tok'] / r['resp']:.2f}", f"{r['full_tok'] / r['resp']:.2f}",
                       f"{r['full_tok'] / r['inc_tok']:.1f}x", f"{r['inc_s']:.2f}", f"{r['full_s']:.2f}",
-                      f"{r['full_s'] / r['inc_s']:.1f}x", f"{r['diff']:.1g}"])
+                      f"{r['full_s'] / r['inc_s']:.1f}x", f"{r['diff']:.1g}"]
+                     + ([f"{r['inc_vs_f32']:.2g}", f"{r['full_vs_f32']:.2g}"] if has_ref else []))
     lines += ["## Incremental scoring against full recompute", "",
               "One answer grown 16 tokens at a time and re-scored after each chunk (finished, with EOS, on the "
               "last), through GuidePair with incremental=True (the prompt's and the previous round's KV reused) "
               "and incremental=False (the paper's code: every round recomputes prompt + whole answer). Scorer "
-              "tokens count both sides of the pair (and the prompt once for incremental).", "",
+              "tokens count both sides of the pair (and the prompt once for incremental). max abs score diff: "
+              "incremental against full, over all rounds (nats)"
+              + ("; the f32 columns: against a float32 copy of the model scoring by full recompute." if has_ref else "."),
+              "",
               table(head2, rows2), ""]
     for r in inc:
         if r["n"] == 256:
@@ -294,7 +307,16 @@ async def main_async(args) -> None:
         print("part 1: throughput", flush=True)
         tp = await throughput(s, batches, args.resp_tokens, args.reps, args.min_seconds)
         print("part 2: incremental vs full recompute", flush=True)
-        inc = await incremental(s, lengths, args.chunk)
+        ref = None
+        if args.dtype != "float32" and not args.no_f32_reference:
+            ref = Setup(argparse.Namespace(**{**vars(args), "dtype": "float32"}))
+            ref.batcher.start()
+        try:
+            inc = await incremental(s, lengths, args.chunk, ref)
+        finally:
+            if ref is not None:
+                await ref.batcher.aclose()
+                ref.pool.close()
     finally:
         await s.batcher.aclose()
         s.pool.close()
@@ -323,6 +345,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--min-seconds", type=float, default=0.0, help="keep repeating each timing at least this long")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU (default 1 on cpu)")
+    p.add_argument("--no-f32-reference", action="store_true",
+                   help="with a low-precision --dtype, skip the float32 copy that measures the scores' error")
     p.add_argument("--out", help="markdown file (default bench/results/scorer[_quick][_cuda].md, or $OUT/...)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
