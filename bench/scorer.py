@@ -76,6 +76,39 @@ def timed(fn, device, reps: int, min_seconds: float) -> float:
     return statistics.median(times)
 
 
+def random_model(shape_dir: str, dtype: str, device: str):
+    """The model's architecture and tokenizer from `shape_dir` (see --save-shape), weights random
+    (seed 0, drawn in float32, then cast: a float32 reference gets the same weights). Speed and
+    token counts are those of the real model; scores are not."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from scorers.loading import LoadedModel, pick_device, pick_dtype
+
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    cfg = AutoConfig.from_pretrained(shape_dir)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.to(device=dev, dtype=dt).eval()
+    tok = AutoTokenizer.from_pretrained(shape_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return LoadedModel("smollm2", model, tok, dev, dt)
+
+
+def save_shape(source: str, out: str) -> None:
+    """Config and tokenizer of `source`, no weights (~4 MB): what --random-weights needs."""
+    from proxy.config import ModelConfig
+    from scorers.loading import load_model
+
+    m = load_model("smollm2", ModelConfig(source, dtype="float32", device="cpu"))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    m.model.config.save_pretrained(out)
+    m.tokenizer.save_pretrained(out)
+    print(f"saved the config and tokenizer of {source} in {out}")
+
+
 class Setup:
     def __init__(self, args):
         from proxy.config import GuideConfig, GuideSide, ModelConfig, ScorerConfig
@@ -87,6 +120,8 @@ class Setup:
         source = args.source
         self.pool = ModelPool({"smollm2": ModelConfig(source, dtype=args.dtype, device=args.device)})
         t0 = time.perf_counter()
+        if getattr(args, "random_weights", False):
+            self.pool._models["smollm2"] = random_model(source, args.dtype, args.device)  # bench-only shortcut
         self.m = self.pool.get("smollm2")
         self.load_s = time.perf_counter() - t0
         self.device = self.m.device
@@ -240,6 +275,8 @@ def report(s: Setup, args, tp, inc, total_s: float) -> str:
         "",
         f"{today()}; {machine(args.device, 'shared with other jobs (timings noisy)' if args.device == 'cpu' else '')}.",
         "",
+        ("**Random weights** (--random-weights): real shapes and tokenizer, so speeds and token counts hold; "
+           "scores and score differences are not the real model's.\n\n" if args.random_weights else "") +
         f"Guide model SmolLM2-135M-Instruct ({s.m.dtype}, {s.device}), prompted pair (positive vs negative critic "
         f"system prompts). Part 1: every candidate has {args.resp_tokens} response tokens; a row is prompt + "
         "response of one side; rows per forward pass = B. Median of repeated runs.",
@@ -347,9 +384,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU (default 1 on cpu)")
     p.add_argument("--no-f32-reference", action="store_true",
                    help="with a low-precision --dtype, skip the float32 copy that measures the scores' error")
+    p.add_argument("--random-weights", action="store_true",
+                   help="--source is a directory from --save-shape: real shapes and tokenizer, random weights "
+                        "(for machines the model's package cannot reach; speeds and token counts hold, scores do not)")
+    p.add_argument("--save-shape", metavar="DIR", help="save --source's config and tokenizer (no weights) in DIR and exit")
     p.add_argument("--out", help="markdown file (default bench/results/scorer[_quick][_cuda].md, or $OUT/...)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
+    if args.save_shape:
+        save_shape(args.source, args.save_shape)
+        return
     if args.resp_tokens is None:
         args.resp_tokens = 32 if args.quick else 64
     if args.device == "cpu":
