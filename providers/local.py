@@ -2,16 +2,33 @@
 
 Batched sampling with left padding. It continues any prefix exactly (it
 re-tokenizes prompt + partial answer, as a black-box completions API would),
-so the search treats it like any other upstream.
+so the search treats it like any other upstream. Requests from concurrent
+searches are merged into one generate call (providers/local_batch.py).
 """
 from __future__ import annotations
 
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
 from proxy.config import UpstreamConfig
 from proxy.types import Chunk, SampleRequest, SampleResult
+from providers.local_batch import GenerateBatcher
 from scorers.loading import LoadedModel, ModelPool
 from scorers.template import render
 
 UNBOUNDED = 1024  # a continuation with max_tokens=None stops here at the latest
+
+
+class RowLimits(StoppingCriteria):
+    """Each row of a merged batch stops at its own token limit."""
+
+    def __init__(self, in_len: int, limits: list[int]):
+        self.in_len = in_len
+        self.limits = torch.tensor(limits)  # (B,)
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        # input_ids: (B, in_len + generated so far)
+        return (input_ids.shape[1] - self.in_len) >= self.limits.to(input_ids.device)  # (B,)
 
 
 class LocalSampler:
@@ -22,29 +39,35 @@ class LocalSampler:
         self.cfg = cfg
         self.pool = pool
         self.model_names = (cfg.model,)
+        self.batcher = GenerateBatcher(self._run_batch, cfg.max_batch_rows)
 
     @classmethod
     def from_config(cls, name: str, cfg: UpstreamConfig, pool: ModelPool) -> "LocalSampler":
         return cls(name, cfg, pool)
 
     async def sample(self, request: SampleRequest) -> SampleResult:
-        model = self.pool.get(self.cfg.model)
-        chunks = await self.pool.run(self._generate, model, request.fold_prefill())
+        chunks = await self.batcher.submit(request.fold_prefill())
         return SampleResult(chunks, calls=1)
 
+    async def _run_batch(self, requests: list[SampleRequest]) -> list[list[Chunk]]:
+        return await self.pool.run(self._generate, self.pool.get(self.cfg.model), requests)
+
     async def aclose(self) -> None:
-        pass
+        await self.batcher.aclose()
 
-    def _generate(self, m: LoadedModel, req: SampleRequest) -> list[Chunk]:
-        import torch
-
+    def _generate(self, m: LoadedModel, reqs: list[SampleRequest]) -> list[list[Chunk]]:
+        """One generate call for requests that sample alike (see local_batch.merge_key)."""
         tok, model = m.tokenizer, m.model
-        rendered = render(req.prompt, tok, self.cfg.template)
+        req = reqs[0]  # the sampling settings every request in `reqs` shares
         stops = tuple(req.stop) + tuple(self.cfg.stop)
-        limits = [c.max_tokens if c.max_tokens is not None else UNBOUNDED for c in req.continuations]
-        texts = [rendered.text + c.prefix for c in req.continuations]
+        texts, limits, add_special = [], [], True
+        for r in reqs:
+            rendered = render(r.prompt, tok, self.cfg.template)
+            add_special = rendered.add_special_tokens  # one template per sampler: the same for all
+            texts += [rendered.text + c.prefix for c in r.continuations]
+            limits += [c.max_tokens if c.max_tokens is not None else UNBOUNDED for c in r.continuations]
         enc = tok(texts, return_tensors="pt", padding=True, padding_side="left",
-                  add_special_tokens=rendered.add_special_tokens)
+                  add_special_tokens=add_special)
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else m.eos_id])
         eos_ids.add(m.eos_id)
@@ -54,12 +77,15 @@ class LocalSampler:
             # 64 bits at most, so fold into that range rather than fail with an overflow.
             torch.manual_seed(req.seed % 2**64)
         sampling = req.temperature > 0
+        in_len = enc["input_ids"].shape[1]
         gen_kw = dict(
             do_sample=sampling,
             max_new_tokens=max(limits),
             pad_token_id=tok.pad_token_id,
             eos_token_id=sorted(eos_ids),
         )
+        if min(limits) < max(limits):  # merged rows with other limits: each row stops at its own
+            gen_kw.update(stopping_criteria=StoppingCriteriaList([RowLimits(in_len, limits)]))
         if sampling:
             gen_kw.update(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k or 0)
         if stops:
@@ -67,7 +93,6 @@ class LocalSampler:
         with torch.inference_mode():
             out = model.generate(input_ids=enc["input_ids"].to(m.device),
                                  attention_mask=enc["attention_mask"].to(m.device), **gen_kw)
-        in_len = enc["input_ids"].shape[1]
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         chunks = []
         for b, limit in enumerate(limits):
@@ -89,4 +114,8 @@ class LocalSampler:
                 # bytes so the next round re-tokenizes clean text.
                 text = text.rstrip("\ufffd")
             chunks.append(Chunk(text, finish, n_tokens, int(prompt_lens[b]), stop_sequence=matched))
-        return chunks
+        out_chunks, at = [], 0
+        for r in reqs:
+            out_chunks.append(chunks[at: at + len(r.continuations)])
+            at += len(r.continuations)
+        return out_chunks

