@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from proxy.errors import W2SError
+from proxy.errors import ConfigError, W2SError
 
 
 def _search_flags(p: argparse.ArgumentParser) -> None:
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="w2s", description="Weak-to-strong search proxy")
     p.add_argument("--config", "-c", help="config file (default: ./config.yaml, or $W2S_CONFIG)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (overrides torch_threads in config)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     g = sub.add_parser("generate", help="run one guided search and print the answer")
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from proxy.config import load_config
 
         cfg = load_config(args.config)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ConfigError("--threads: must be 1 or more")
+            cfg.torch_threads = args.threads
         if args.cmd == "generate":
             return asyncio.run(_generate(cfg, args))
         if args.cmd == "serve":

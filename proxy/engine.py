@@ -31,7 +31,9 @@ class RouteInfo:
 class Engine:
     def __init__(self, config: Config):
         self.config = config
-        self.pool = ModelPool(config.models)
+        guide_models = frozenset(getattr(g, side).model for g in config.guides.values()
+                                 for side in ("tuned", "untuned"))
+        self.pool = ModelPool(config.models, guide_models, config.torch_threads)
         self.batcher = RowBatcher(self.pool, config.scorer)
         self.samplers: dict = {}
         self.guides: dict[str, GuidePair] = {}

@@ -70,12 +70,16 @@ def pick_device(want: str = "auto"):
     return torch.device("cpu")
 
 
-def pick_dtype(want: str, device):
+def pick_dtype(want: str, device, guide: bool = False):
     import torch
 
     if want == "auto":
-        # bf16 on accelerators; float32 on CPU, where it keeps a pair's two
-        # log-prob sums (and incremental against full scoring) exact to ~1e-4.
+        # float32 on CPU and for guides everywhere: it keeps a pair's two log-prob sums
+        # (and incremental against full scoring) exact to ~1e-4, where bf16 moves a
+        # 256-token score by up to ~1 nat (bench/results/scorer.md). A small guide in
+        # float32 is cheap on a GPU; a large upstream-only model gets bf16 there.
+        if guide:
+            return torch.float32
         return torch.bfloat16 if device.type in ("cuda", "mps") else torch.float32
     try:
         dt = getattr(torch, want)
@@ -121,12 +125,13 @@ def resolve_source(source: str) -> tuple[Path | str, str | None]:
     return source, None  # a hub id; HF_HUB_OFFLINE decides whether it may download
 
 
-def load_model(name: str, cfg: ModelConfig) -> LoadedModel:
+def load_model(name: str, cfg: ModelConfig, guide: bool = False) -> LoadedModel:
+    """`guide`: some guide scores with this model (decides what dtype auto means)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(cfg.device)
-    dtype = pick_dtype(cfg.dtype, device)
+    dtype = pick_dtype(cfg.dtype, device, guide)
     where, gguf = resolve_source(cfg.source)
     try:
         if gguf is not None:
@@ -168,6 +173,13 @@ def load_model(name: str, cfg: ModelConfig) -> LoadedModel:
     return LoadedModel(name, model, tok, device, dtype)
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)  # intra-op threads (process-wide)
+
+
 class ModelPool:
     """Every model named in config, loaded once and shared by samplers and guides.
 
@@ -175,18 +187,21 @@ class ModelPool:
     every core for one forward pass, and it keeps the event loop free.
     """
 
-    def __init__(self, configs: dict[str, ModelConfig]):
+    def __init__(self, configs: dict[str, ModelConfig], guide_models: frozenset[str] = frozenset(),
+                 threads: int | None = None):
         self.configs = configs
+        self.guide_models = guide_models  # loaded as guides (float32 under dtype auto)
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="w2s-model")
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="w2s-model", initializer=_set_threads, initargs=(threads,))
 
     def get(self, name: str) -> LoadedModel:
         with self._lock:
             if name not in self._models:
                 if name not in self.configs:
                     raise ModelLoadError(f"model {name!r} is not in models:")
-                self._models[name] = load_model(name, self.configs[name])
+                self._models[name] = load_model(name, self.configs[name], name in self.guide_models)
             return self._models[name]
 
     @property

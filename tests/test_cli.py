@@ -26,7 +26,7 @@ def write_config(tmp_path, data) -> str:
 
 def test_generate_with_trace(tmp_path):
     cfg = write_config(tmp_path, make_config_dict())
-    r = w2s("--config", cfg, "generate", "The movie was", "--model", "w2s-test",
+    r = w2s("--config", cfg, "--threads", "1", "generate", "The movie was", "--model", "w2s-test",
             "-w", "2", "-k", "2", "-l", "4", "--max-tokens", "8", "--seed", "1", "--trace")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip(), "an answer is printed"
@@ -73,3 +73,12 @@ def test_missing_model_file_is_one_line(tmp_path):
 
 def test_missing_config_file_is_one_line(tmp_path):
     _one_line_error(w2s("--config", str(tmp_path / "nope.yaml"), "generate", "x"), "nope.yaml")
+
+
+def test_bad_thread_count_and_batch_rows_are_one_line(tmp_path):
+    cfg = write_config(tmp_path, make_config_dict())
+    _one_line_error(w2s("--config", cfg, "--threads", "0", "generate", "x"), "--threads")
+    data = make_config_dict()
+    data["upstreams"]["gemma-local"]["max_batch_rows"] = 0
+    _one_line_error(w2s("--config", write_config(tmp_path, data), "generate", "x"),
+                    "upstreams.gemma-local.max_batch_rows")

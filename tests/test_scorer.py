@@ -151,3 +151,30 @@ def _hand_pair_models(pair, prompt, text):
         r = render(prompt, side.model.tokenizer, side.cfg.template, side.cfg.system)
         vals.append(hand_logprob(side.model, r.text, text, r.add_special_tokens, True))
     return vals[0] - vals[1]
+
+
+def test_dtype_auto_keeps_guides_in_float32_on_accelerators():
+    """A guide score is a difference of two log-prob sums: bf16 moves it by ~1 nat
+    (bench/results/scorer.md), so `auto` only picks bf16 for upstream-only models."""
+    import torch
+
+    from scorers.loading import pick_dtype
+
+    cuda = torch.device("cuda")  # only its type is read: no GPU needed
+    assert pick_dtype("auto", cuda, guide=True) == torch.float32
+    assert pick_dtype("auto", cuda, guide=False) == torch.bfloat16
+    assert pick_dtype("auto", torch.device("cpu"), guide=False) == torch.float32
+    assert pick_dtype("bfloat16", cuda, guide=True) == torch.bfloat16  # an explicit choice wins
+
+
+async def test_pool_thread_count_and_guide_models(engine):
+    import torch
+
+    from scorers.loading import ModelPool
+
+    assert engine.pool.guide_models == {"smollm2"}
+    pool = ModelPool({}, threads=1)
+    try:
+        assert await pool.run(torch.get_num_threads) == 1
+    finally:
+        pool.close()
