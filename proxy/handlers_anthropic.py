@@ -10,7 +10,6 @@ from proxy.serving import (
     SERVICE,
     Job,
     Service,
-    client_gone,
     new_id,
     prompt_tokens,
     read_body,
@@ -21,7 +20,7 @@ from proxy.serving import (
 )
 from proxy.sse import EventStream
 from proxy.types import Answer, RoundTrace
-from proxy.wire_errors import anthropic_body, as_w2s_error
+from proxy.wire_errors import anthropic_body
 
 
 def stop_reason(answer: Answer) -> tuple[pa.StopReason, str | None]:
@@ -85,17 +84,10 @@ async def _stream(request: web.Request, svc: Service, job: Job, msg_id: str) -> 
             await delta(prefix[len(sent):])
             sent = prefix
 
-    try:
-        result = await svc.run(job, request, on_round)
-    except Exception as e:
-        if isinstance(e, ConnectionResetError) and client_gone(request):
-            return sse.response  # nobody left to tell
-        if not sse.started:
-            raise  # still a plain HTTP error, with its real status
-        err = as_w2s_error(e)
-        svc.metrics.errors.inc(type=err.type, status=str(err.status))
-        await sse.send(anthropic_body(err), event="error")
-        return await sse.finish()
+    result = await svc.run_streamed(job, request, sse, on_round,
+                                    lambda err: sse.send(anthropic_body(err), event="error"))
+    if result is None:
+        return sse.response
 
     best = result.best
     if not sse.started:

@@ -11,7 +11,6 @@ from proxy.search import committed_prefix
 from proxy.serving import (
     SERVICE,
     Job,
-    client_gone,
     Service,
     new_id,
     now,
@@ -24,7 +23,7 @@ from proxy.serving import (
 )
 from proxy.sse import EventStream
 from proxy.types import RoundTrace, SearchResult
-from proxy.wire_errors import as_w2s_error, openai_body
+from proxy.wire_errors import openai_body
 
 def _service(request: web.Request) -> Service:
     return request.app[SERVICE]
@@ -164,17 +163,9 @@ async def _stream(request: web.Request, svc: Service, job: Job, include_usage: b
             await send(chunks.text(0, prefix[len(sent):]))
             sent = prefix
 
-    try:
-        result = await svc.run(job, request, on_round)
-    except Exception as e:
-        if isinstance(e, ConnectionResetError) and client_gone(request):
-            return sse.response  # nobody left to tell
-        if not sse.started:
-            raise  # still a plain HTTP error, with its real status
-        err = as_w2s_error(e)
-        svc.metrics.errors.inc(type=err.type, status=str(err.status))
-        await sse.send(openai_body(err))
-        return await sse.finish()
+    result = await svc.run_streamed(job, request, sse, on_round, lambda err: sse.send(openai_body(err)))
+    if result is None:
+        return sse.response
 
     for i, answer in enumerate(result.answers):
         if not (stream_live and sse.started):

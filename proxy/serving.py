@@ -19,13 +19,15 @@ from pydantic import BaseModel
 
 from proxy.admission import Admission
 from proxy.config import ServerConfig
-from proxy.errors import UpstreamTimeout
+from proxy.errors import UpstreamTimeout, W2SError
 from proxy.metrics import ProxyMetrics
 from proxy.types import Prompt, RoundTrace, SearchParams, SearchResult
+from proxy.wire_errors import as_w2s_error
 from proxy.errors import NotReady
 
 if TYPE_CHECKING:
     from proxy.engine import Engine
+    from proxy.sse import EventStream
 
 log = logging.getLogger("w2s.server")
 
@@ -142,6 +144,25 @@ class Service:
             finally:
                 m.searches.inc(route=route, mode=job.mode, outcome=outcome)
                 m.search_seconds.observe(loop.time() - t0, route=route, mode=job.mode)
+
+
+    async def run_streamed(self, job: Job, request: web.Request, sse: "EventStream", on_round: RoundHook,
+                           send_error: Callable[[W2SError], Awaitable[None]]) -> SearchResult | None:
+        """`run` for a streamed response. An error before the first event is raised (a plain
+        HTTP error with its real status); after it, `send_error` writes it as the API's error
+        event and the stream ends. None: the stream is over (that, or the client is gone)."""
+        try:
+            return await self.run(job, request, on_round)
+        except Exception as e:
+            if isinstance(e, ConnectionResetError) and client_gone(request):
+                return None  # nobody left to tell
+            if not sse.started:
+                raise
+            err = as_w2s_error(e)
+            self.metrics.errors.inc(type=err.type, status=str(err.status))
+            await send_error(err)
+            await sse.finish()
+            return None
 
 
 SERVICE = web.AppKey("w2s_service", Service)
