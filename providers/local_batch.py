@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from proxy.job_queue import JobQueue
 from proxy.types import Chunk, SampleRequest
 
 log = logging.getLogger("w2s.local")
@@ -56,44 +57,29 @@ def merge_key(req: SampleRequest) -> tuple | None:
     return (req.temperature, req.top_p, req.top_k, tuple(req.stop))
 
 
-class GenerateBatcher:
+class GenerateBatcher(JobQueue[_Job]):
+    task_name = "w2s-local-generate"
+
     def __init__(self, run_batch: RunBatch, max_rows: int):
+        super().__init__()
         self.run_batch = run_batch
         self.max_rows = max(1, max_rows)
         self.stats = GenerateStats()
-        self._queue: asyncio.Queue[_Job] | None = None
-        self._task: asyncio.Task | None = None
 
     async def submit(self, request: SampleRequest) -> list[Chunk]:
-        if self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._worker(), name="w2s-local-generate")
         fut = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(request, fut))
+        self._put(_Job(request, fut))
         return await fut
 
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
     async def _worker(self) -> None:
-        pending: deque[_Job] = deque()
+        pending: list[_Job] = []  # left over from the last round, oldest first
         while True:
-            if not pending:
-                pending.append(await self._queue.get())
-            while not self._queue.empty():
-                pending.append(self._queue.get_nowait())
-            live = [j for j in pending if not j.future.done()]  # cancelled searches drop out
-            pending.clear()
+            jobs = self._drain(pending or [await self._queue.get()])
+            live = [j for j in jobs if not j.future.done()]  # cancelled searches drop out
             if not live:
+                pending = []
                 continue
-            group, rest = self._take(live)
-            pending.extend(rest)  # first come, first served: the oldest job always leads
+            group, pending = self._take(live)  # the oldest job always leads: first come, first served
             await self._run(group)
 
     def _take(self, jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from proxy.config import ScorerConfig
+from proxy.job_queue import JobQueue
 from scorers.loading import LoadedModel, ModelPool
 from scorers.rows import Row, RowResult, forward_rows
 
@@ -47,45 +48,25 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-class RowBatcher:
+class RowBatcher(JobQueue[_Job]):
+    task_name = "w2s-scorer-batcher"
+
     def __init__(self, pool: ModelPool, cfg: ScorerConfig):
+        super().__init__()
         self.pool = pool
         self.cfg = cfg
         self.stats = BatcherStats()
-        self._queue: asyncio.Queue[_Job] | None = None
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._worker(), name="w2s-scorer-batcher")
-
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
 
     async def submit(self, model: LoadedModel, rows: list[Row]) -> list[RowResult]:
         if not rows:
             return []
-        self.start()
         fut = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(model, rows, fut))
+        self._put(_Job(model, rows, fut))
         return await fut
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     async def _worker(self) -> None:
         while True:
-            jobs = [await self._queue.get()]
-            while not self._queue.empty():
-                jobs.append(self._queue.get_nowait())
+            jobs = self._drain([await self._queue.get()])
             jobs = [j for j in jobs if not j.future.done()]  # cancelled searches drop out
             by_model: dict[str, list[_Job]] = {}
             for j in jobs:
