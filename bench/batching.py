@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -39,47 +36,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/batching.py` from anywhere
-    sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
+from bench.common import PROMPTS, ROOT, machine, set_threads, table, threads_arg, today, write_result  # noqa: E402
 
 ROUTE = "w2s-default"
-PROMPTS = [
-    "I watched this movie last night and",
-    "The first twenty minutes of this film",
-    "My brother recommended this one to me, so",
-    "The story follows a young woman who moves to the city and",
-    "When the lights went down in the theater,",
-    "This is the third film by the director, and",
-    "I rented this movie on a Friday night because",
-    "The soundtrack was composed by a newcomer, and",
-]
 SEED = 4321
 
 
-def table(headers: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(headers))) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
 
-
-def machine_line(threads: int) -> str:
-    import torch
-
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()
-    return (f"{os.cpu_count()} cores ({cpu}), shared with other work (load average {load[0]:.1f} / "
-            f"{load[1]:.1f} / {load[2]:.1f} at the end); Python {platform.python_version()}, "
-            f"torch {torch.__version__} with {threads} intra-op thread(s), no GPU")
 
 
 # --- instrumentation of the model thread -------------------------------------------
@@ -245,11 +209,8 @@ def merge(phases: list[Phase]) -> Phase:
 
 async def run(args) -> tuple[list[Phase], str, dict]:
     import aiohttp
-    import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    set_threads(args.threads)
 
     from openai import AsyncOpenAI
 
@@ -284,7 +245,7 @@ async def run(args) -> tuple[list[Phase], str, dict]:
     finally:
         await runner.cleanup()
         await engine.aclose()
-    return phases, machine_line(threads), search
+    return phases, machine(note="shared with other work (timings noisy)"), search
 
 
 def dist(c: Counter) -> str:
@@ -357,7 +318,7 @@ def report(phases: list[Phase], machine: str, search: dict, args, elapsed: float
     order = ",".join(str(p.clients) for p in phases)
     return f"""# Scorer batching: {args.clients} concurrent guided requests against 1
 
-{datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}, `{cmd}`, {elapsed / 60:.1f} min.
+{today()}, `{cmd}`, {elapsed / 60:.1f} min.
 Machine: {machine}.
 
 Route `w2s-default` of the embedded config.yaml (Gemma 3 270M upstream, SmolLM2-135M prompted pair as the
@@ -403,19 +364,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="max_tokens 16 and one phase each: about 3 minutes")
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients of the concurrent phase")
     ap.add_argument("--requests", type=int, default=8, help="requests per phase")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (0 = torch's default). 1 by default: on a shared 2-core "
-                         "machine 2 spin-waiting threads are several times slower")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "batching.md"))
+    threads_arg(ap)
+    ap.add_argument("--out", help="markdown file (default bench/results/batching.md)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    phases, machine, search = asyncio.run(run(args))
-    text = report(phases, machine, search, args, time.perf_counter() - t0)
+    phases, machine_desc, search = asyncio.run(run(args))
+    text = report(phases, machine_desc, search, args, time.perf_counter() - t0)
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}", file=sys.stderr)
+    print(f"wrote {write_result('batching', text, args.out)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Short neutral review openings for the server benches (bench/openings.py has 120 for sentiment).
+PROMPTS = [
+    "I watched this movie last night and",
+    "The first twenty minutes of this film",
+    "My brother recommended this one to me, so",
+    "The story follows a young woman who moves to the city and",
+    "When the lights went down in the theater,",
+    "This is the third film by the director, and",
+    "I rented this movie on a Friday night because",
+    "The soundtrack was composed by a newcomer, and",
+]
+
+
+def threads_arg(ap) -> None:
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (0 = torch's default). 1 by default: on a shared 2-core "
+                         "machine 2 spin-waiting threads are several times slower")
+
+
 def set_threads(n: int | None) -> int:
     """torch intra-op threads. On a shared 2-core box 1 thread is several times
     faster than 2 when another process is busy (spin-waiting workers)."""

@@ -336,7 +336,7 @@ def report(rows, ref, args, mode: str, total_s: float) -> str:
         "tok/s: tokens fed per busy second.",
         "* The sequential reference: route cbs-seq (an upstream client allowed one call at a time), one request "
         "at a time: round 1 is one call with n=4, later rounds W=2 calls one after another.",
-        f"* Max upstream calls in flight: " + ", ".join(f"{r['max_in_flight']} at {r['conc']} concurrent" for r in rows)
+        "* Max upstream calls in flight: " + ", ".join(f"{r['max_in_flight']} at {r['conc']} concurrent" for r in rows)
         + f", {ref['max_in_flight']} in the reference.",
         f"* Run time {total_s:.0f} s of measurement.",
         "",

@@ -29,34 +29,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import math
-import os
-import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/overhead.py` from anywhere
-    sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
+from bench.common import PROMPTS, ROOT, machine, set_threads, table, threads_arg, today, write_result  # noqa: E402
 
 ROUTE = "gemma-passthrough"
 STUB_ROUTE = "fake-pass"
-PROMPTS = [
-    "I watched this movie last night and",
-    "The first twenty minutes of this film",
-    "My brother recommended this one to me, so",
-    "The story follows a young woman who moves to the city and",
-    "When the lights went down in the theater,",
-    "This is the third film by the director, and",
-    "I rented this movie on a Friday night because",
-    "The soundtrack was composed by a newcomer, and",
-]
 SEED = 1234
 
 
@@ -80,27 +64,7 @@ def ms(x: float) -> str:
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 1 else f"{v:.2f}"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(headers))) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
 
-
-def machine_line(threads: int) -> str:
-    import torch
-
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()
-    return (f"{os.cpu_count()} cores ({cpu}), shared with other work (load average {load[0]:.1f} / "
-            f"{load[1]:.1f} / {load[2]:.1f} at the end); Python {platform.python_version()}, "
-            f"torch {torch.__version__} with {threads} intra-op thread(s), no GPU")
 
 
 # --- measurement ------------------------------------------------------------------
@@ -221,11 +185,8 @@ class Bench:
 
 
 async def run(args) -> tuple[list[Section], str]:
-    import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
+    set_threads(args.threads)
 
     from openai import AsyncOpenAI
 
@@ -289,7 +250,7 @@ async def run(args) -> tuple[list[Section], str]:
     finally:
         for r in runners:
             await r.cleanup()
-    return sections, machine_line(threads)
+    return sections, machine(note="shared with other work (timings noisy)")
 
 
 def spread(s: Section) -> str:
@@ -345,7 +306,7 @@ def report(sections: list[Section], machine: str, args, elapsed: float) -> str:
     cmd = "python bench/overhead.py" + (" --quick" if args.quick else "")
     return f"""# Pass-through overhead
 
-{datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}, `{cmd}`, {elapsed / 60:.1f} min.
+{today()}, `{cmd}`, {elapsed / 60:.1f} min.
 Machine: {machine}.
 
 Route `gemma-passthrough` of the embedded config.yaml (plain sampling from Gemma 3 270M, no search) through
@@ -379,19 +340,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer requests: about 3 minutes")
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the concurrent rows")
     ap.add_argument("--max-tokens", type=int, default=8, help="max_tokens of the main rows")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (0 = torch's default). 1 by default: on a shared 2-core "
-                         "machine 2 spin-waiting threads are several times slower")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "overhead.md"))
+    threads_arg(ap)
+    ap.add_argument("--out", help="markdown file (default bench/results/overhead.md)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    sections, machine = asyncio.run(run(args))
-    text = report(sections, machine, args, time.perf_counter() - t0)
+    sections, machine_desc = asyncio.run(run(args))
+    text = report(sections, machine_desc, args, time.perf_counter() - t0)
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(f"wrote {out}", file=sys.stderr)
+    print(f"wrote {write_result('overhead', text, args.out)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
