@@ -63,3 +63,4 @@ async def engine(config):
 
 
 from tests.server_fixtures import *  # noqa: E402,F401,F403  (server fixtures: live, auth_live, servers, ...)
+from tests.live_upstream import upstream  # noqa: E402,F401  (the recording pass-through upstream)

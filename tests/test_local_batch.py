@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from providers.local_batch import GenerateBatcher, merge_key
 from proxy.metrics import ProxyMetrics, parse_text
 from proxy.types import Chunk, Continuation, Prompt, SampleRequest
