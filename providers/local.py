@@ -8,11 +8,12 @@ searches are merged into one generate call (providers/local_batch.py).
 from __future__ import annotations
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from proxy.config import UpstreamConfig
 from proxy.types import Chunk, SampleRequest, SampleResult
 from providers.local_batch import GenerateBatcher
+from providers.row_sampling import RowSampler, RowSettings, row_seed
 from scorers.loading import LoadedModel, ModelPool
 from scorers.template import render
 
@@ -58,36 +59,31 @@ class LocalSampler:
     def _generate(self, m: LoadedModel, reqs: list[SampleRequest]) -> list[list[Chunk]]:
         """One generate call for requests that sample alike (see local_batch.merge_key)."""
         tok, model = m.tokenizer, m.model
-        req = reqs[0]  # the sampling settings every request in `reqs` shares
-        stops = tuple(req.stop) + tuple(self.cfg.stop)
-        texts, limits, add_special = [], [], True
+        stops = tuple(reqs[0].stop) + tuple(self.cfg.stop)  # the same for every request in `reqs`
+        texts, limits, rows, add_special = [], [], [], True
         for r in reqs:
             rendered = render(r.prompt, tok, self.cfg.template)
             add_special = rendered.add_special_tokens  # one template per sampler: the same for all
             texts += [rendered.text + c.prefix for c in r.continuations]
             limits += [c.max_tokens if c.max_tokens is not None else UNBOUNDED for c in r.continuations]
+            rows += [RowSettings(r.temperature, r.top_p, r.top_k, row_seed(r.seed, i))
+                     for i in range(len(r.continuations))]
         enc = tok(texts, return_tensors="pt", padding=True, padding_side="left",
                   add_special_tokens=add_special)
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else m.eos_id])
         eos_ids.add(m.eos_id)
-        if req.seed is not None:
-            # The model thread is single: the global RNG is ours. Search seeds are derived
-            # (seed * 1_000_003 + round) and a client may send any 64-bit seed: torch takes
-            # 64 bits at most, so fold into that range rather than fail with an overflow.
-            torch.manual_seed(req.seed % 2**64)
-        sampling = req.temperature > 0
         in_len = enc["input_ids"].shape[1]
         gen_kw = dict(
-            do_sample=sampling,
+            do_sample=False,  # RowSampler draws; generate's greedy step takes its pick
             max_new_tokens=max(limits),
             pad_token_id=tok.pad_token_id,
             eos_token_id=sorted(eos_ids),
         )
+        if any(r.temperature > 0 for r in rows):
+            gen_kw.update(logits_processor=LogitsProcessorList([RowSampler(rows)]))
         if min(limits) < max(limits):  # merged rows with other limits: each row stops at its own
             gen_kw.update(stopping_criteria=StoppingCriteriaList([RowLimits(in_len, limits)]))
-        if sampling:
-            gen_kw.update(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k or 0)
         if stops:
             gen_kw.update(stop_strings=list(stops), tokenizer=tok)
         with torch.inference_mode():

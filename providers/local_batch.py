@@ -6,11 +6,11 @@ batch of 32 rows costs little more than a batch of 4 (Gemma 270M on 2 CPU
 cores: ~5 tok/s at batch 1, ~30 at batch 32), so requests that arrive while the
 previous call runs are merged into one call, as the scorer's RowBatcher does.
 
-Requests merge only when they sample alike (temperature, top_p, top_k, stop
-strings): one `generate` call has one set of sampling settings. A request with
-a seed runs alone, so its draws stay reproducible whatever else is in flight.
-Each row keeps its own token limit (a per-row stopping criterion), so a
-10-token chunk merged with a 50-token one still ends at 10.
+Each row keeps its own sampling settings and its own seeded RNG
+(providers/row_sampling.py), so a seeded request draws the same chunks alone or
+merged, and its own token limit (a per-row stopping criterion), so a 10-token
+chunk merged with a 50-token one still ends at 10. Only stop strings are one
+setting per generate call: requests merge when their stop strings match.
 """
 from __future__ import annotations
 
@@ -50,11 +50,9 @@ class _Job:
         return len(self.request.continuations)
 
 
-def merge_key(req: SampleRequest) -> tuple | None:
-    """Requests with equal keys can share a generate call; None = run alone."""
-    if req.seed is not None:
-        return None  # a merged call draws from one RNG stream: seeded draws would depend on the company
-    return (req.temperature, req.top_p, req.top_k, tuple(req.stop))
+def merge_key(req: SampleRequest) -> tuple:
+    """Requests with equal keys can share a generate call (stop strings are per call in HF generate)."""
+    return tuple(req.stop)
 
 
 class GenerateBatcher(JobQueue[_Job]):
@@ -87,7 +85,7 @@ class GenerateBatcher(JobQueue[_Job]):
         group, rest = [jobs[0]], []
         key, rows = merge_key(jobs[0].request), jobs[0].rows
         for j in jobs[1:]:
-            if key is not None and merge_key(j.request) == key and rows + j.rows <= self.max_rows:
+            if merge_key(j.request) == key and rows + j.rows <= self.max_rows:
                 group.append(j)
                 rows += j.rows
             else:
