@@ -16,6 +16,7 @@ from providers.openai import OpenAISampler
 from proxy.config import UpstreamConfig
 from proxy.server import create_app, start
 from proxy.types import Prompt
+from tests.server_fixtures import Loopback
 
 KEY_ENV = "W2S_LIVE_UPSTREAM_KEY"
 KEY = "sk-live-upstream-SECRET-4242"
@@ -36,17 +37,9 @@ class Exchange:
 
 
 @dataclass
-class Upstream:
+class Upstream(Loopback):
     port: int
     log: list[Exchange] = field(default_factory=list)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def v1(self) -> str:
-        return f"{self.base}/v1"
 
     def take(self) -> list[Exchange]:
         got, self.log[:] = list(self.log), []

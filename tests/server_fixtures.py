@@ -49,12 +49,10 @@ class LoopThread:
         self.loop.close()
 
 
-@dataclass
-class LiveServer:
-    app: web.Application
-    runner: web.AppRunner
+class Loopback:
+    """The URLs of a server listening on 127.0.0.1:`port`."""
+
     port: int
-    engine: object
 
     @property
     def base(self) -> str:
@@ -63,6 +61,14 @@ class LiveServer:
     @property
     def v1(self) -> str:
         return f"{self.base}/v1"
+
+
+@dataclass
+class LiveServer(Loopback):
+    app: web.Application
+    runner: web.AppRunner
+    port: int
+    engine: object
 
     def get(self, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
         return http(f"{self.base}{path}", headers=headers)
