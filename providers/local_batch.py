@@ -71,14 +71,19 @@ class GenerateBatcher(JobQueue[_Job]):
 
     async def _worker(self) -> None:
         pending: list[_Job] = []  # left over from the last round, oldest first
-        while True:
-            jobs = self._drain(pending or [await self._queue.get()])
-            live = [j for j in jobs if not j.future.done()]  # cancelled searches drop out
-            if not live:
-                pending = []
-                continue
-            group, pending = self._take(live)  # the oldest job always leads: first come, first served
-            await self._run(group)
+        group: list[_Job] = []
+        try:
+            while True:
+                jobs = self._drain(pending or [await self._queue.get()])
+                live = [j for j in jobs if not j.future.done()]  # cancelled searches drop out
+                if not live:
+                    pending = []
+                    continue
+                group, pending = self._take(live)  # the oldest job always leads: first come, first served
+                await self._run(group)
+        except asyncio.CancelledError:
+            self._abandon(group + pending)
+            raise
 
     def _take(self, jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:
         """The oldest job plus every later one that samples alike, within the row budget."""

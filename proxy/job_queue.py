@@ -41,7 +41,16 @@ class JobQueue(Generic[J]):
         return jobs
 
     async def _worker(self) -> None:
+        """Runs until cancelled; on cancellation it `_abandon`s the jobs it holds."""
         raise NotImplementedError
+
+    @staticmethod
+    def _abandon(jobs: list[J]) -> None:
+        """Jobs that will never run (shutdown): their searches get CancelledError instead of hanging."""
+        for j in jobs:
+            fut = getattr(j, "future", None)
+            if fut is not None and not fut.done():
+                fut.cancel()
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -51,3 +60,5 @@ class JobQueue(Generic[J]):
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._queue is not None:
+            self._abandon(self._drain([]))

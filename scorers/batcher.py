@@ -65,22 +65,27 @@ class RowBatcher(JobQueue[_Job]):
         return await fut
 
     async def _worker(self) -> None:
-        while True:
-            jobs = self._drain([await self._queue.get()])
-            jobs = [j for j in jobs if not j.future.done()]  # cancelled searches drop out
-            by_model: dict[str, list[_Job]] = {}
-            for j in jobs:
-                by_model.setdefault(j.model.name, []).append(j)
-            for group in by_model.values():
-                try:
-                    await self._run_group(group)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # a bad batch fails its searches, not the worker
-                    log.exception("scorer batch failed")
-                    for j in group:
-                        if not j.future.done():
-                            j.future.set_exception(e)
+        jobs: list[_Job] = []
+        try:
+            while True:
+                jobs = self._drain([await self._queue.get()])
+                jobs = [j for j in jobs if not j.future.done()]  # cancelled searches drop out
+                by_model: dict[str, list[_Job]] = {}
+                for j in jobs:
+                    by_model.setdefault(j.model.name, []).append(j)
+                for group in by_model.values():
+                    try:
+                        await self._run_group(group)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:  # a bad batch fails its searches, not the worker
+                        log.exception("scorer batch failed")
+                        for j in group:
+                            if not j.future.done():
+                                j.future.set_exception(e)
+        except asyncio.CancelledError:
+            self._abandon(jobs)
+            raise
 
     async def _run_group(self, jobs: list[_Job]) -> None:
         model = jobs[0].model

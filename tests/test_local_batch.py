@@ -131,3 +131,18 @@ async def test_row_budget_and_cancelled_requests():
     # "first" ran alone; then r3 + r1 fill the 4-row budget ahead of r2, which runs next.
     assert calls == [["first"], ["r3", "r1"], ["r2"]]
     assert b.stats.batch_rows == {1: 1, 4: 1, 2: 1}
+
+
+async def test_closing_cancels_every_job_instead_of_leaving_it_hanging():
+    gate = asyncio.Event()
+
+    async def run(reqs):
+        await gate.wait()  # never set: the model thread is "busy" until shutdown
+        return [[Chunk("x", "length", 1, 1)] for _ in reqs]
+
+    b = GenerateBatcher(run, max_rows=1)  # one row a call: the rest wait in the queue and in `pending`
+    tasks = [asyncio.create_task(b.submit(_req(t))) for t in ("a", "b", "c", "d")]
+    await asyncio.sleep(0.05)
+    await b.aclose()
+    done, _ = await asyncio.wait(tasks, timeout=2)
+    assert len(done) == 4 and all(t.cancelled() for t in tasks)

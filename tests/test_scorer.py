@@ -178,3 +178,26 @@ async def test_pool_thread_count_and_guide_models(engine):
         assert await pool.run(torch.get_num_threads) == 1
     finally:
         pool.close()
+
+
+async def test_closing_the_scorer_batcher_cancels_waiting_searches():
+    """Shutdown while a forward pass is stuck: every search waiting on the batcher is
+    cancelled rather than left hanging (injected: a model thread that never finishes)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from proxy.config import ScorerConfig
+    from scorers.batcher import RowBatcher
+
+    class StuckPool:
+        async def run(self, *args):
+            await asyncio.Event().wait()
+
+    b = RowBatcher(StuckPool(), ScorerConfig())
+    model = SimpleNamespace(name="m", model=None, tokenizer=SimpleNamespace(pad_token_id=0))
+    rows = [SimpleNamespace(reuse=0, new_tokens=1)]
+    tasks = [asyncio.create_task(b.submit(model, rows)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    await b.aclose()
+    done, _ = await asyncio.wait(tasks, timeout=2)
+    assert len(done) == 3 and all(t.cancelled() for t in tasks)
