@@ -61,14 +61,14 @@ async def run_phase(engine, sampler, merge: bool, clients: int, search: dict, ma
     sampler.batcher.max_rows = max_rows if merge else 1
     gen0 = (sampler.batcher.stats.calls, sampler.batcher.stats.rows)
     sc0 = engine.batcher.stats.batches
-    todo = list(PROMPTS)
+    todo = list(enumerate(PROMPTS))
     ph = Phase(merge, clients, latencies=[], texts={})
 
     async def worker() -> None:
         while todo:
-            text = todo.pop(0)
+            i, text = todo.pop(0)
             t = time.perf_counter()
-            res = await engine.run(ROUTE, Prompt.raw(text), {**search, "seed": SEED + PROMPTS.index(text)})
+            res = await engine.run(ROUTE, Prompt.raw(text), {**search, "seed": SEED + i})
             ph.texts[text] = res.best.text
             ph.latencies.append(time.perf_counter() - t)
             ph.answers += 1

@@ -57,7 +57,7 @@ class LocalSampler:
         await self.batcher.aclose()
 
     def _generate(self, m: LoadedModel, reqs: list[SampleRequest]) -> list[list[Chunk]]:
-        """One generate call for requests that sample alike (see local_batch.merge_key)."""
+        """One generate call for requests with the same stop strings (see local_batch.merge_key)."""
         tok, model = m.tokenizer, m.model
         stops = tuple(reqs[0].stop) + tuple(self.cfg.stop)  # the same for every request in `reqs`
         texts, limits, rows, add_special = [], [], [], True

@@ -36,9 +36,6 @@ class GenerateStats:
     rows: int = 0  # continuations generated
     batch_rows: Counter = field(default_factory=Counter)  # rows per generate call -> count
 
-    def mean_rows(self) -> float:
-        return self.rows / self.calls if self.calls else 0.0
-
 
 @dataclass
 class _Job:
@@ -100,9 +97,7 @@ class GenerateBatcher(JobQueue[_Job]):
     async def _run(self, group: list[_Job]) -> None:
         try:
             results = await self.run_batch([j.request for j in group])
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except Exception as e:  # not CancelledError (a BaseException): a cancel goes straight up
             if len(group) > 1:
                 # One bad request must not fail the searches it happened to share a call with.
                 log.warning("merged generate call failed (%s); running its %d requests alone",

@@ -31,8 +31,9 @@ class RouteInfo:
 class Engine:
     def __init__(self, config: Config):
         self.config = config
-        guide_models = frozenset(getattr(g, side).model for g in config.guides.values()
-                                 for side in ("tuned", "untuned"))
+        # Models some route scores with: `dtype: auto` keeps them in float32 (scorers/loading.py).
+        guides = {r.guide for r in config.routes.values() if r.guide and not r.passthrough}
+        guide_models = frozenset(getattr(config.guides[g], side).model for g in guides for side in ("tuned", "untuned"))
         self.pool = ModelPool(config.models, guide_models, config.torch_threads)
         self.batcher = RowBatcher(self.pool, config.scorer)
         self.samplers: dict = {}

@@ -19,11 +19,10 @@ from pydantic import BaseModel
 
 from proxy.admission import Admission
 from proxy.config import ServerConfig
-from proxy.errors import UpstreamTimeout, W2SError
+from proxy.errors import NotReady, UpstreamTimeout, W2SError
 from proxy.metrics import ProxyMetrics
 from proxy.types import Prompt, RoundTrace, SearchParams, SearchResult
 from proxy.wire_errors import as_w2s_error
-from proxy.errors import NotReady
 
 if TYPE_CHECKING:
     from proxy.engine import Engine
@@ -144,7 +143,6 @@ class Service:
             finally:
                 m.searches.inc(route=route, mode=job.mode, outcome=outcome)
                 m.search_seconds.observe(loop.time() - t0, route=route, mode=job.mode)
-
 
     async def run_streamed(self, job: Job, request: web.Request, sse: "EventStream", on_round: RoundHook,
                            send_error: Callable[[W2SError], Awaitable[None]]) -> SearchResult | None:

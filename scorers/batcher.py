@@ -30,9 +30,6 @@ class BatcherStats:
     seconds: float = 0.0  # forward-pass time in the model thread (waits excluded)
     batch_rows: Counter = field(default_factory=Counter)  # rows per forward pass -> count
 
-    def mean_batch_rows(self) -> float:
-        return self.rows / self.batches if self.batches else 0.0
-
 
 @dataclass
 class _Job:
@@ -76,8 +73,6 @@ class RowBatcher(JobQueue[_Job]):
                 for group in by_model.values():
                     try:
                         await self._run_group(group)
-                    except asyncio.CancelledError:
-                        raise
                     except Exception as e:  # a bad batch fails its searches, not the worker
                         log.exception("scorer batch failed")
                         for j in group:
