@@ -22,7 +22,7 @@ apart from compute.
     python bench/batching.py            # about 7-8 min on 2 shared cores
     python bench/batching.py --quick    # about 3 min
 
-Writes bench/results/batching.md (or --out).
+Writes bench/results/batching.md (batching_quick.md with --quick, or --out).
 """
 from __future__ import annotations
 
@@ -37,13 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import PROMPTS, ROOT, machine, set_threads, table, threads_arg, today, write_result  # noqa: E402
+from bench.common import PROMPTS, ROOT, machine, run_main, set_threads, table, threads_arg, today  # noqa: E402
 
 ROUTE = "w2s-default"
 SEED = 4321
-
-
-
 
 
 # --- instrumentation of the model thread -------------------------------------------
@@ -366,12 +363,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=8, help="requests per phase")
     threads_arg(ap)
     ap.add_argument("--out", help="markdown file (default bench/results/batching.md)")
-    args = ap.parse_args()
-    t0 = time.perf_counter()
-    phases, machine_desc, search = asyncio.run(run(args))
-    text = report(phases, machine_desc, search, args, time.perf_counter() - t0)
-    print(text)
-    print(f"wrote {write_result('batching', text, args.out)}", file=sys.stderr)
+    run_main("batching", ap, run, report)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Shared bits for the benches: machine line, markdown tables, stats, threads."""
 from __future__ import annotations
 
+import asyncio
 import datetime
 import math
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,3 +111,15 @@ def write_result(name: str, text: str, out: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def run_main(name: str, ap, run, report) -> None:
+    """Parse, run, report, print and write: `run(args)` -> a tuple `report(*it, args, elapsed)` takes.
+    Writes results/<name>.md, or <name>_quick.md with --quick, or --out."""
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    result = asyncio.run(run(args))
+    text = report(*result, args, time.perf_counter() - t0)
+    print(text)
+    quick = "_quick" if getattr(args, "quick", False) else ""
+    print(f"wrote {write_result(name + quick, text, args.out)}", file=sys.stderr)

@@ -16,7 +16,7 @@ the table shows how many answers came out identical.
     python bench/generate_batching.py            # about 10 min on 2 shared cores
     python bench/generate_batching.py --quick    # about 4 min
 
-Writes bench/results/generate_batching.md (or --out).
+Writes bench/results/generate_batching.md (generate_batching_quick.md with --quick, or --out).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import PROMPTS, ROOT, machine, set_threads, table, threads_arg, today, write_result  # noqa: E402
+from bench.common import PROMPTS, ROOT, machine, run_main, set_threads, table, threads_arg, today  # noqa: E402
 
 ROUTE = "w2s-default"
 SEED = 2024
@@ -161,13 +161,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     threads_arg(ap)
     ap.add_argument("--out")
-    args = ap.parse_args()
-    t0 = time.perf_counter()
-    phases, info = asyncio.run(run(args))
-    text = report(phases, info, args, time.perf_counter() - t0)
-    print(text)
-    path = write_result("generate_batching_quick" if args.quick else "generate_batching", text, args.out)
-    print(f"wrote {path}", file=sys.stderr)
+    run_main("generate_batching", ap, run, report)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ Three model costs:
     python bench/overhead.py            # about 4-8 min on 2 shared cores (depends on the load)
     python bench/overhead.py --quick    # about 3 min
 
-Writes bench/results/overhead.md (or --out).
+Writes bench/results/overhead.md (overhead_quick.md with --quick, or --out).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import PROMPTS, ROOT, machine, set_threads, table, threads_arg, today, write_result  # noqa: E402
+from bench.common import PROMPTS, ROOT, machine, run_main, set_threads, table, threads_arg, today  # noqa: E402
 
 ROUTE = "gemma-passthrough"
 STUB_ROUTE = "fake-pass"
@@ -62,9 +62,6 @@ def ms(x: float) -> str:
         return "—"
     v = x * 1000
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 1 else f"{v:.2f}"
-
-
-
 
 
 # --- measurement ------------------------------------------------------------------
@@ -185,7 +182,6 @@ class Bench:
 
 
 async def run(args) -> tuple[list[Section], str]:
-
     set_threads(args.threads)
 
     from openai import AsyncOpenAI
@@ -342,12 +338,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=8, help="max_tokens of the main rows")
     threads_arg(ap)
     ap.add_argument("--out", help="markdown file (default bench/results/overhead.md)")
-    args = ap.parse_args()
-    t0 = time.perf_counter()
-    sections, machine_desc = asyncio.run(run(args))
-    text = report(sections, machine_desc, args, time.perf_counter() - t0)
-    print(text)
-    print(f"wrote {write_result('overhead', text, args.out)}", file=sys.stderr)
+    run_main("overhead", ap, run, report)
 
 
 if __name__ == "__main__":
