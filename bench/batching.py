@@ -130,16 +130,16 @@ METRIC_KEYS = {"batches": "w2s_scorer_batches_total", "rows": "w2s_scorer_rows_t
 
 
 async def scrape(http, base: str) -> dict[str, float]:
-    from proxy.metrics import parse_text
+    from tests.prom import parse_metrics
 
     async with http.get(f"{base}/metrics") as r:
         r.raise_for_status()
-        return parse_text(await r.text())
+        return parse_metrics(await r.text())
 
 
 async def run_phase(engine, client, http, base: str, mt: ModelThread, clients: int, n: int, search: dict) -> Phase:
     ph = Phase(clients)
-    st = engine.batcher.stats
+    st = engine.scorer_stats
     s0 = {k: getattr(st, k) for k in STAT_KEYS}
     c0 = Counter(st.batch_rows)
     m0 = await scrape(http, base)
@@ -211,9 +211,9 @@ async def run(args) -> tuple[list[Phase], str, dict]:
 
     from openai import AsyncOpenAI
 
-    from proxy.config import load_config
+    from proxy.core.config import load_config
     from proxy.engine import Engine
-    from proxy.server import create_app, start
+    from proxy.server.app import create_app, start
 
     search = {"w": 2, "k": 2, "l": 8, "max_tokens": 16 if args.quick else 24}
     order = [1, args.clients] if args.quick else [1, args.clients, args.clients, 1]

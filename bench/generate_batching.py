@@ -4,7 +4,7 @@ One `Engine` over the embedded config.yaml (Gemma 3 270M upstream, SmolLM2
 guide pair). Each phase runs the same 8 seeded guided searches on route
 `w2s-default` (w=k=2, l=8, max_tokens 24; --quick: 16) from 8 concurrent
 tasks, with the local sampler's cross-search batching off (max_batch_rows 1:
-one generate call per search round, as before providers/local_batch.py) or on
+one generate call per search round, as before providers/generate_batcher.py) or on
 (the config's max_batch_rows). Phases alternate off,on,on,off (--quick:
 off,on) so the machine's noise hits both; a 1-client phase of each is the
 control (nothing to merge: it should be a tie).
@@ -56,7 +56,7 @@ class Phase:
 
 
 async def run_phase(engine, sampler, merge: bool, clients: int, search: dict, max_rows: int) -> Phase:
-    from proxy.types import Prompt
+    from proxy.core.types import Prompt
 
     sampler.batcher.max_rows = max_rows if merge else 1
     gen0 = (sampler.batcher.stats.calls, sampler.batcher.stats.rows)
@@ -68,7 +68,7 @@ async def run_phase(engine, sampler, merge: bool, clients: int, search: dict, ma
         while todo:
             i, text = todo.pop(0)
             t = time.perf_counter()
-            res = await engine.run(ROUTE, Prompt.raw(text), {**search, "seed": SEED + i})
+            res = await engine.run(engine.plan(ROUTE, {**search, "seed": SEED + i}), Prompt.raw(text))
             ph.texts[text] = res.best.text
             ph.latencies.append(time.perf_counter() - t)
             ph.answers += 1
@@ -85,9 +85,9 @@ async def run_phase(engine, sampler, merge: bool, clients: int, search: dict, ma
 
 
 async def run(args) -> tuple[dict, dict]:
-    from proxy.config import load_config
+    from proxy.core.config import load_config
     from proxy.engine import Engine
-    from proxy.types import Prompt
+    from proxy.core.types import Prompt
 
     set_threads(args.threads)
     search = {"w": 2, "k": 2, "l": 8, "max_tokens": 16 if args.quick else 24}
@@ -101,7 +101,7 @@ async def run(args) -> tuple[dict, dict]:
     order = [False, True] if args.quick else [False, True, True, False]
     merged: dict[tuple[bool, int], Phase] = {}
     try:
-        await engine.run(ROUTE, Prompt.raw("Warm-up:"), {**search, "max_tokens": 2})
+        await engine.run(engine.plan(ROUTE, {**search, "max_tokens": 2}), Prompt.raw("Warm-up:"))
         for clients in (args.clients, 1):
             for merge in order[: 2 if clients == 1 else None]:  # the 1-client control: one phase each
                 ph = await run_phase(engine, sampler, merge, clients, search, max_rows)

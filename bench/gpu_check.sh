@@ -44,7 +44,8 @@ missing=$("$PY" - <<'EOF'
 import importlib.util
 need = {"transformers": "transformers>=5.0", "gguf": "gguf>=0.10", "yaml": "pyyaml>=6",
         "pydantic": "pydantic>=2.6", "aiohttp": "aiohttp>=3.9", "openai": "openai>=1.50",
-        "anthropic": "anthropic>=0.40", "tenacity": "tenacity>=8.2", "tiktoken": "tiktoken>=0.7"}
+        "anthropic": "anthropic>=0.40", "tenacity": "tenacity>=8.2", "tiktoken": "tiktoken>=0.7",
+        "prometheus_client": "prometheus_client>=0.20"}
 print(" ".join(spec for mod, spec in need.items() if importlib.util.find_spec(mod) is None))
 EOF
 )

@@ -205,10 +205,10 @@ class EngineClient:
         return {"seconds": st.seconds, "batches": st.batches, "rows": st.rows, "tokens": st.tokens}
 
     async def one(self, route: str, prompt: str, seed: int, max_tokens: int) -> dict:
-        from proxy.types import Prompt
+        from proxy.core.types import Prompt
 
         t0 = time.perf_counter()
-        res = await self.engine.run(route, Prompt.raw(prompt), overrides={"seed": seed, "max_tokens": max_tokens})
+        res = await self.engine.run(self.engine.plan(route, {"seed": seed, "max_tokens": max_tokens}), Prompt.raw(prompt))
         dt = time.perf_counter() - t0
         return {"e2e": dt, "rounds": len(res.rounds), "score_s": sum(r.score_seconds for r in res.rounds),
                 "sample_s": sum(r.sample_seconds for r in res.rounds), "calls": res.upstream_calls,
@@ -356,7 +356,7 @@ async def main_async(args) -> None:
         cfg_dict = bench_config_dict(up_port, args)
         await wait_http(f"{up_base}/stats", 30)
         if args.in_process:
-            from proxy.config import parse_config
+            from proxy.core.config import parse_config
             from proxy.engine import Engine
 
             engine = Engine(parse_config(cfg_dict, "bench"))
@@ -374,7 +374,7 @@ async def main_async(args) -> None:
             cfg_dict["server"]["port"] = proxy_port
             cfg_path.write_text(json.dumps(cfg_dict))
             code = ("import logging,sys; logging.basicConfig(level=logging.WARNING); "
-                    "from proxy.config import load_config; from proxy.server import serve; "
+                    "from proxy.core.config import load_config; from proxy.server import serve; "
                     f"serve(load_config({str(cfg_path)!r}), '127.0.0.1', {proxy_port})")
             procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT)))
             base = f"http://127.0.0.1:{proxy_port}"

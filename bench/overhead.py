@@ -17,7 +17,7 @@ throughput (requests / wave wall time) is reported too.
 Three model costs:
   * max_tokens=8 : the brief's setting;
   * max_tokens=1 : near-zero model cost, so the proxy's own cost is visible;
-  * stub engine  : no model at all (tests/fake_engine.FakeEngine behind the
+  * stub engine  : no model at all (a real Engine over tests/scripted.py's parts behind the
     same server code): the proxy + SDK + loopback HTTP cost alone.
 
     python bench/overhead.py            # about 4-8 min on 2 shared cores (depends on the load)
@@ -97,11 +97,11 @@ class Bench:
         self.metrics, self.max_tokens = metrics, max_tokens
 
     async def direct(self, i: int) -> tuple[float, str, int]:
-        from proxy.types import Prompt
+        from proxy.core.types import Prompt
 
         t0 = time.perf_counter()
-        r = await self.engine.run(self.route, Prompt.raw(PROMPTS[i % len(PROMPTS)]),
-                                  {"max_tokens": self.max_tokens, "seed": SEED + i})
+        plan = self.engine.plan(self.route, {"max_tokens": self.max_tokens, "seed": SEED + i})
+        r = await self.engine.run(plan, Prompt.raw(PROMPTS[i % len(PROMPTS)]))
         return time.perf_counter() - t0, r.best.text, r.best.completion_tokens
 
     async def proxied(self, i: int) -> tuple[float, str, int]:
@@ -117,16 +117,14 @@ class Bench:
         side.texts.setdefault(i, text)
 
     def _server_snapshot(self) -> dict[str, float]:
-        """Sums of the server's own histograms for this route (proxy.metrics.ProxyMetrics)."""
-        m = self.metrics
-        key_req = m.latency._key({"endpoint": "/v1/completions", "route": self.route, "status": "200"})
-        key_search = m.search_seconds._key({"route": self.route, "mode": "passthrough"})
-        key_q = m.queue_seconds._key({"route": self.route})
+        """Sums of the server's own histograms for this route (proxy.server.metrics.ProxyMetrics)."""
+        get = self.metrics.registry.get_sample_value
+        req = {"endpoint": "/v1/completions", "route": self.route, "status": "200"}
         return {
-            "n": m.latency.counts.get(key_req, [0])[-1],
-            "request": m.latency.sums.get(key_req, 0.0),
-            "search": m.search_seconds.sums.get(key_search, 0.0),
-            "queue": m.queue_seconds.sums.get(key_q, 0.0),
+            "n": get("w2s_request_seconds_count", req) or 0,
+            "request": get("w2s_request_seconds_sum", req) or 0.0,
+            "search": get("w2s_search_seconds_sum", {"route": self.route, "mode": "passthrough"}) or 0.0,
+            "queue": get("w2s_queue_seconds_sum", {"route": self.route}) or 0.0,
         }
 
     async def sequential(self, cost: str, pairs: int) -> Section:
@@ -186,11 +184,11 @@ async def run(args) -> tuple[list[Section], str]:
 
     from openai import AsyncOpenAI
 
-    from proxy.config import load_config
+    from proxy.core.config import load_config
     from proxy.engine import Engine
-    from proxy.server import create_app, start
-    from proxy.serving import SERVICE
-    from tests.fake_engine import FakeEngine, fake_config
+    from proxy.server.app import create_app, start
+    from proxy.server.service import SERVICE
+    from tests.scripted import fake_config, scripted_engine
 
     quick = args.quick
     pairs_8, waves_8 = (10, 2) if quick else (40, 8)
@@ -203,7 +201,7 @@ async def run(args) -> tuple[list[Section], str]:
     try:
         # --- stub engine: the proxy's own cost, no model at all -----------------
         stub_cfg = fake_config(max_concurrent_searches=8, max_queue=64)
-        stub = FakeEngine(stub_cfg)
+        stub = scripted_engine(stub_cfg)
         await stub.start()
         app0 = create_app(stub_cfg, stub)
         runner0, port0 = await start(app0, "127.0.0.1", 0)
@@ -316,7 +314,7 @@ a real aiohttp server on loopback with the openai SDK (`AsyncOpenAI`, max_retrie
   quantile - direct quantile (latency per request, queuing included: the model runs one generate call at a
   time in one thread); req/s = requests / wave wall time (at 1 client: / the sum of latencies);
   wall added / request = 1 / proxied req/s - 1 / direct req/s, the capacity the proxy costs.
-- The stub engine row is the same server code over `tests/fake_engine.FakeEngine` (no model): the proxy's
+- The stub engine row is the same server code over a real Engine with tests/scripted.py's parts (no model): the proxy's
   own cost, without the model's noise. A p99 over a few dozen samples is close to the maximum.
 - The machine's noise is in the "noise" column: where the spread of wave walls is wider than the
   proxied - direct difference, that difference is noise; the second table measures the proxy's own share

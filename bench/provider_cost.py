@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from providers.anthropic import AnthropicSampler  # noqa: E402
 from providers.openai import OpenAISampler  # noqa: E402
-from proxy.config import UpstreamConfig, parse_config  # noqa: E402
-from proxy.search import search  # noqa: E402
-from proxy.types import Prompt, SearchParams, SearchResult  # noqa: E402
+from proxy.core.config import UpstreamConfig, parse_config  # noqa: E402
+from proxy.core.search import search  # noqa: E402
+from proxy.core.types import Prompt, SearchParams, SearchResult  # noqa: E402
 
 PROMPTS = (
     "I watched this movie last night and",
@@ -108,7 +108,7 @@ async def main(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     from proxy.engine import Engine
-    from proxy.server import create_app, start
+    from proxy.server.app import create_app, start
 
     t0 = time.perf_counter()
     engine = Engine(parse_config(config(), "bench/provider_cost.py"))

@@ -27,6 +27,7 @@ import asyncio
 import json
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,7 +75,7 @@ class Run:
 
 
 def build_config(upstream_dtype: str, guide_dtype: str):
-    from proxy.config import load_config
+    from proxy.core.config import load_config
 
     cfg = load_config(Path(__file__).resolve().parent.parent / "config.yaml")
     up_model = cfg.upstreams[cfg.routes[ROUTE].upstream].model
@@ -88,7 +89,7 @@ def build_config(upstream_dtype: str, guide_dtype: str):
 
 
 async def run_method(engine, method: Method, prompts, args, indices: list[int]) -> Run:
-    from proxy.types import SearchParams
+    from proxy.core.types import SearchParams
 
     run = Run(method)
     sem = asyncio.Semaphore(args.concurrency)
@@ -101,7 +102,7 @@ async def run_method(engine, method: Method, prompts, args, indices: list[int]) 
                               seed=args.seed * 1_000 + indices[i] * 10 + METHODS.index(method))
         async with sem:
             t0 = time.perf_counter()
-            res = await engine.run(ROUTE, prompts[i], params=params)
+            res = await engine.run(engine.plan(ROUTE, dataclasses.asdict(params)), prompts[i])
             out[i] = (res, time.perf_counter() - t0)
 
     t0 = time.perf_counter()
@@ -141,7 +142,7 @@ async def evaluate(engine, runs: list[Run], prompts, openings) -> float:
     """Judge (VADER), guide reward, upstream log-likelihood. Returns seconds spent."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from proxy.types import ScoreItem
+    from proxy.core.types import ScoreItem
     from scorers.rows import forward_rows
 
     t0 = time.perf_counter()
@@ -250,7 +251,7 @@ FIELDS = ("texts", "finishes", "upstream_tokens", "upstream_calls", "scorer_toke
 async def run_shard(args, indices: list[int]) -> dict:
     """Every method over the openings `indices` in one process; plain data out."""
     from proxy.engine import Engine
-    from proxy.types import Prompt
+    from proxy.core.types import Prompt
 
     openings = [OPENINGS[i] for i in indices]
     prompts = [Prompt.raw(o) for o in openings]

@@ -29,9 +29,9 @@ import anthropic as sdk
 from providers import tokens
 from providers.limits import Limiter
 from providers.retry import Draw, MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
-from proxy.config import UpstreamConfig, resolve_secret
-from proxy.errors import UpstreamError, UpstreamRefused
-from proxy.types import Chunk, Continuation, FinishReason, Prompt, SampleRequest, SampleResult, content_text
+from proxy.core.config import UpstreamConfig, resolve_secret
+from proxy.core.errors import UpstreamError, UpstreamRefused
+from proxy.core.types import Chunk, Continuation, FinishReason, Prompt, SampleRequest, SampleResult, content_text
 
 log = logging.getLogger("w2s.providers.anthropic")
 
@@ -113,6 +113,9 @@ class AnthropicSampler:
     @classmethod
     def from_config(cls, name: str, cfg: UpstreamConfig, pool=None, **kw) -> "AnthropicSampler":
         return cls(name, cfg, **kw)
+
+    async def start(self) -> None:
+        pass  # remote: nothing to load; failures surface on the first request
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -3,19 +3,20 @@
 Batched sampling with left padding. It continues any prefix exactly (it
 re-tokenizes prompt + partial answer, as a black-box completions API would),
 so the search treats it like any other upstream. Requests from concurrent
-searches are merged into one generate call (providers/local_batch.py).
+searches are merged into one generate call (providers/generate_batcher.py).
 """
 from __future__ import annotations
 
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from proxy.config import UpstreamConfig
-from proxy.types import Chunk, SampleRequest, SampleResult
-from providers.local_batch import GenerateBatcher
+from providers.generate_batcher import GenerateBatcher, GenerateStats
 from providers.row_sampling import RowSampler, RowSettings, row_seed
-from scorers.loading import LoadedModel, ModelPool
-from scorers.template import render
+from proxy.core.config import UpstreamConfig
+from proxy.core.rendering import render
+from proxy.core.types import Chunk, SampleRequest, SampleResult
+from proxy.runtime.loading import LoadedModel
+from proxy.runtime.pool import ModelPool
 
 UNBOUNDED = 1024  # a continuation with max_tokens=None stops here at the latest
 
@@ -46,6 +47,14 @@ class LocalSampler:
     def from_config(cls, name: str, cfg: UpstreamConfig, pool: ModelPool) -> "LocalSampler":
         return cls(name, cfg, pool)
 
+    @property
+    def generate_stats(self) -> GenerateStats:
+        """Merged generate calls so far (the engine shows them in /metrics)."""
+        return self.batcher.stats
+
+    async def start(self) -> None:
+        pass  # the pool has loaded the model; nothing to probe in process
+
     async def sample(self, request: SampleRequest) -> SampleResult:
         chunks = await self.batcher.submit(request.fold_prefill())
         return SampleResult(chunks, calls=1)
@@ -57,7 +66,7 @@ class LocalSampler:
         await self.batcher.aclose()
 
     def _generate(self, m: LoadedModel, reqs: list[SampleRequest]) -> list[list[Chunk]]:
-        """One generate call for requests with the same stop strings (see local_batch.merge_key)."""
+        """One generate call for requests with the same stop strings (see generate_batcher.merge_key)."""
         tok, model = m.tokenizer, m.model
         stops = tuple(reqs[0].stop) + tuple(self.cfg.stop)  # the same for every request in `reqs`
         texts, limits, rows, add_special = [], [], [], True

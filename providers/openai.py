@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import openai as sdk
 
+from providers import tokens
 from providers.limits import Limiter
 from providers.retry import Draw, MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
-from providers import tokens
-from proxy.config import UpstreamConfig, resolve_secret
-from proxy.errors import ConfigError, InvalidRequest
-from proxy.types import Chunk, FinishReason, SampleRequest, SampleResult
-from scorers.template import render
+from proxy.core.config import UpstreamConfig, resolve_secret
+from proxy.core.errors import ConfigError, InvalidRequest
+from proxy.core.rendering import render
+from proxy.core.types import Chunk, FinishReason, SampleRequest, SampleResult
 
 log = logging.getLogger("w2s.providers.openai")
 
@@ -127,6 +127,9 @@ class OpenAISampler:
     @classmethod
     def from_config(cls, name: str, cfg: UpstreamConfig, pool=None, **kw) -> "OpenAISampler":
         return cls(name, cfg, **kw)
+
+    async def start(self) -> None:
+        pass  # remote: nothing to load; failures surface on the first request
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from proxy.config import UpstreamConfig
-from proxy.errors import ConfigError
+from proxy.core.config import UpstreamConfig
+from proxy.core.errors import ConfigError
 
 # Imported lazily so a local-only setup never imports an SDK it does not use.
 PROVIDERS = {

@@ -10,7 +10,7 @@ Waits are exponential with jitter (many beams retry at once: jitter spreads
 them), and never shorter than the server's `retry-after-ms` / `Retry-After`
 (seconds or an HTTP date), capped.
 
-After the last attempt the SDK error becomes a `proxy.errors.UpstreamError`
+After the last attempt the SDK error becomes a `proxy.core.errors.UpstreamError`
 naming the upstream and the HTTP status. Error text comes from the response
 body only, never from request headers, and any configured secret in it is
 masked.
@@ -29,8 +29,8 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 import httpx2
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from proxy.errors import UpstreamError, UpstreamRefused, UpstreamTimeout
-from proxy.types import Chunk
+from proxy.core.errors import UpstreamError, UpstreamRefused, UpstreamTimeout
+from proxy.core.types import Chunk
 
 log = logging.getLogger("w2s.providers.retry")
 

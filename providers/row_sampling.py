@@ -1,6 +1,6 @@
 """Per-row sampling for merged generate calls: each row its own settings and its own RNG.
 
-A merged call (providers/local_batch.py) holds rows of several searches. Hugging
+A merged call (providers/generate_batcher.py) holds rows of several searches. Hugging
 Face's sampler draws every row from one global RNG with one set of settings, so
 a seeded request's draws would depend on what it happened to be merged with.
 Here a logits processor samples each row itself (temperature, top-k, top-p,

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import tiktoken
 
-from proxy.types import content_text
+from proxy.core.types import content_text
 
 log = logging.getLogger("w2s.providers.tokens")
 

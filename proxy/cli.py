@@ -13,7 +13,8 @@ import os
 import sys
 import time
 
-from proxy.errors import ConfigError, W2SError
+from proxy.core.errors import ConfigError, W2SError
+from proxy.core.types import Prompt, SearchResult
 
 
 def _search_flags(p: argparse.ArgumentParser) -> None:
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet_libraries()
     try:
-        from proxy.config import load_config
+        from proxy.core.config import load_config
 
         cfg = load_config(args.config)
         if args.threads is not None:
@@ -94,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "generate":
             return asyncio.run(_generate(cfg, args))
         if args.cmd == "serve":
-            from proxy.server import serve
+            from proxy.server.app import serve
 
             serve(cfg, host=args.host or cfg.server.host, port=args.port or cfg.server.port)
             return 0
         if args.cmd == "batch":
-            from proxy.batch import run_batch_cli
+            from proxy.batch.run import run_batch_cli
 
             return run_batch_cli(cfg, args)
     except W2SError as e:
@@ -127,8 +128,7 @@ def _quiet_libraries() -> None:
 
 
 async def _generate(cfg, args) -> int:
-    from proxy.engine import Engine
-    from proxy.types import Prompt
+    from proxy.engine import Engine  # torch: only for the commands that run models here
 
     if args.messages:
         try:
@@ -145,13 +145,12 @@ async def _generate(cfg, args) -> int:
         raise W2SError("give a PROMPT or --messages FILE")
 
     engine = Engine(cfg)
-    name, _ = cfg.route(args.route)  # unknown route: fail before loading anything
-    params = engine.params_for(name, _overrides(args))
+    plan = engine.plan(args.route, _overrides(args))  # a bad route or flag fails before loading anything
     t0 = time.perf_counter()
     try:
         await engine.start()
         t_load = time.perf_counter() - t0
-        result = await engine.run(name, prompt, params=params)
+        result = await engine.run(plan, prompt)
     finally:
         await engine.aclose()
     wall = time.perf_counter() - t0
@@ -163,19 +162,37 @@ async def _generate(cfg, args) -> int:
         print(json.dumps(out, indent=2))
         return 0
     if args.trace:
-        from proxy.trace_table import format_trace
-
         print(format_trace(result), file=sys.stderr)
     for i, a in enumerate(result.answers):
         if len(result.answers) > 1:
             print(f"--- answer {i + 1} (score {a.score:.3f})" if a.score is not None else f"--- answer {i + 1}")
         print(a.text)
     print(
-        f"[{name}: {result.mode}, {len(result.rounds)} rounds, {result.upstream_completion_tokens} upstream tokens "
+        f"[{plan.name}: {result.mode}, {len(result.rounds)} rounds, {result.upstream_completion_tokens} upstream tokens "
         f"in {result.upstream_calls} calls, {result.scorer_tokens} scorer tokens, load {t_load:.1f}s, total {wall:.1f}s]",
         file=sys.stderr,
     )
     return 0
+
+
+def format_trace(result: SearchResult, width: int = 70) -> str:
+    """A search trace as a readable table (`w2s generate --trace`)."""
+    lines = [f"{'round':>5} {'cand':>4} {'parent':>6} {'score':>8} {'kept':>4} {'done':>4}  text", "-" * (40 + width)]
+    for rd in result.rounds:
+        order = sorted(range(len(rd.candidates)), key=lambda i: -(rd.candidates[i].score or 0.0))
+        for i in order:
+            c = rd.candidates[i]
+            text = c.text.replace("\n", "\\n")
+            if len(text) > width:
+                text = "…" + text[-(width - 1):]  # the end is what this round added
+            score = f"{c.score:8.3f}" if c.score is not None else f"{'-':>8}"
+            parent = "-" if c.parent is None else str(c.parent)
+            lines.append(f"{rd.index:>5} {i:>4} {parent:>6} {score} {'*' if c.kept else '':>4} "
+                         f"{'yes' if c.finished else '':>4}  {text}")
+        extra = f", {rd.failed_chunks} failed" if rd.failed_chunks else ""
+        lines.append(f"      round {rd.index}: {rd.upstream_completion_tokens} upstream tokens, {rd.scorer_tokens} scorer tokens, "
+                     f"sample {rd.sample_seconds:.2f}s, score {rd.score_seconds:.2f}s{extra}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

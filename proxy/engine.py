@@ -1,109 +1,133 @@
-"""The engine: config -> loaded models, samplers, guide scorers -> searches.
+"""The engine: config -> loaded models, samplers, guides -> searches.
 
 Shared by the CLI, the server and batch runs. Everything heavy is created in
 `start()` and released in `aclose()`; no module globals.
+
+A request is resolved once, by `plan()`: its route, the mode it plans to run
+and its validated SearchParams travel together as a `Plan` to `run()`. The
+result says the mode actually run (a search may fall back mid-way).
+
+Samplers and guides can be injected by name (tests and benches run a real
+Engine over scripted parts); every other part is built from config.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, replace
 
+from providers.generate_batcher import GenerateStats
 from providers.registry import make_sampler
-from proxy.config import Config, RouteConfig, search_params_with
-from proxy.search import OnRound, search
-from proxy.types import Prompt, SearchParams, SearchResult
-from scorers.batcher import RowBatcher
-from scorers.loading import ModelPool
+from proxy.core.config import Config, RouteConfig, search_params_with
+from proxy.core.interfaces import Sampler, Scorer
+from proxy.core.search import OnRound, mode_of, search
+from proxy.core.types import Prompt, SearchParams, SearchResult
+from proxy.runtime.pool import ModelPool
+from scorers.batcher import BatcherStats, RowBatcher
 from scorers.pair import GuidePair
 
 log = logging.getLogger("w2s.engine")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RouteInfo:
     name: str
     config: RouteConfig
-    mode: str  # passthrough | cbs | bon | bon-approx | sample
+    mode: str  # with the route's own search settings: passthrough | cbs | bon | bon-approx | sample
     exact: bool  # upstream continues partial answers exactly
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One request, resolved: the route, its validated params and the mode they plan."""
+
+    route: RouteInfo
+    params: SearchParams
+    mode: str  # planned; SearchResult.mode is what ran
+
+    @property
+    def name(self) -> str:
+        return self.route.name
+
+
 class Engine:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, samplers: dict[str, Sampler] | None = None,
+                 guides: dict[str, Scorer] | None = None):
         self.config = config
-        # Models some route scores with: `dtype: auto` keeps them in float32 (scorers/loading.py).
-        guides = {r.guide for r in config.routes.values() if r.guide and not r.passthrough}
-        guide_models = frozenset(getattr(config.guides[g], side).model for g in guides for side in ("tuned", "untuned"))
+        used_guides = {r.guide for r in config.routes.values() if r.guide and not r.passthrough}
+        # Models some route scores with: `dtype: auto` keeps them in float32 (proxy/runtime/loading.py).
+        guide_models = frozenset(getattr(config.guides[g], side).model
+                                 for g in used_guides - set(guides or {}) for side in ("tuned", "untuned"))
         self.pool = ModelPool(config.models, guide_models, config.torch_threads)
         self.batcher = RowBatcher(self.pool, config.scorer)
-        self.samplers: dict = {}
-        self.guides: dict[str, GuidePair] = {}
+        self.samplers: dict[str, Sampler] = {}
+        for name in sorted({r.upstream for r in config.routes.values()}):
+            given = (samplers or {}).get(name)
+            self.samplers[name] = given or make_sampler(name, config.upstreams[name], self.pool)
+        self.guides: dict[str, Scorer] = {}
+        for name in sorted(used_guides):
+            given = (guides or {}).get(name)
+            self.guides[name] = given or GuidePair(name, config.guides[name], self.pool, self.batcher)
         self.ready = False
 
     async def start(self) -> None:
-        """Load every model the routes use (off the event loop), once."""
-        cfg = self.config
-        used_up = {r.upstream for r in cfg.routes.values()}
-        used_guides = {r.guide for r in cfg.routes.values() if r.guide and not r.passthrough}
-        for name in sorted(used_up):
-            self.samplers[name] = make_sampler(name, cfg.upstreams[name], self.pool)
-        for name in sorted(used_guides):
-            self.guides[name] = GuidePair(name, cfg.guides[name], self.pool, self.batcher)
-        needed = {m for s in self.samplers.values() for m in getattr(s, "model_names", ())}
+        """Load every model the routes use (off the event loop, once), then start the parts."""
+        needed = {m for s in self.samplers.values() for m in s.model_names}
         needed |= {m for g in self.guides.values() for m in g.model_names}
-        loop = asyncio.get_running_loop()
         for m in sorted(needed):
-            await loop.run_in_executor(self.pool.executor, self.pool.get, m)
-        for g in self.guides.values():
-            g.bind()
+            await self.pool.run(self.pool.get, m)
+        for part in [*self.samplers.values(), *self.guides.values()]:
+            await part.start()
         self.batcher.start()
         self.ready = True
+
+    # --- resolving a request ------------------------------------------------------
 
     def routes(self) -> list[RouteInfo]:
         return [self.route_info(n) for n in self.config.routes]
 
     def route_info(self, name: str | None) -> RouteInfo:
+        """The route `name` (None: the default route); NotFound names the known ones."""
         name, rc = self.config.route(name)
-        sampler = self.samplers.get(rc.upstream)
-        exact = bool(getattr(sampler, "exact_continuation", True))
-        if rc.passthrough:
-            mode = "passthrough"
-        else:
-            from proxy.search import mode_of
-
-            mode = mode_of(rc.search, exact)
+        exact = self.samplers[rc.upstream].exact_continuation
+        mode = "passthrough" if rc.passthrough else mode_of(rc.search, exact)
         return RouteInfo(name, rc, mode, exact)
 
-    def params_for(self, route: str | None, overrides: dict | None = None) -> SearchParams:
-        _, rc = self.config.route(route)
-        params = search_params_with(rc.search, overrides or {})
-        if rc.passthrough:
+    def plan(self, route: str | RouteInfo | None, overrides: dict | None = None) -> Plan:
+        """Resolve a request: 404 for an unknown route, 400 for a bad override."""
+        info = route if isinstance(route, RouteInfo) else self.route_info(route)
+        params = search_params_with(info.config.search, overrides or {})
+        if info.config.passthrough:
             # No guide: one plain draw per requested answer.
             params = replace(params, w=max(1, params.n), k=1, l=None)
-        return params
+            return Plan(info, params, "passthrough")
+        return Plan(info, params, mode_of(params, info.exact))
 
-    async def run(
-        self,
-        route: str | None,
-        prompt: Prompt,
-        overrides: dict | None = None,
-        on_round: OnRound | None = None,
-        params: SearchParams | None = None,
-    ) -> SearchResult:
-        name, rc = self.config.route(route)
-        if params is None:
-            params = self.params_for(name, overrides)
+    # --- running it -----------------------------------------------------------------
+
+    async def run(self, plan: Plan, prompt: Prompt, on_round: OnRound | None = None) -> SearchResult:
+        rc = plan.route.config
         sampler = self.samplers[rc.upstream]
         if rc.passthrough:
             # n independent draws, duplicates kept (what a client of `n` expects).
-            result = await search(prompt, sampler, None, params, on_round, distinct=False)
+            result = await search(prompt, sampler, None, plan.params, on_round, distinct=False)
             result.mode = "passthrough"
             return result
         session = self.guides[rc.guide].session(prompt)
         try:
-            return await search(prompt, sampler, session, params, on_round)
+            return await search(prompt, sampler, session, plan.params, on_round)
         finally:
             session.close()
+
+    # --- what the metrics read ---------------------------------------------------------
+
+    @property
+    def scorer_stats(self) -> BatcherStats:
+        return self.batcher.stats
+
+    def generate_stats(self) -> dict[str, GenerateStats]:
+        """Per in-process upstream: its merged generate calls (providers/generate_batcher.py)."""
+        return {name: st for name, s in self.samplers.items()
+                if (st := getattr(s, "generate_stats", None)) is not None}
 
     async def aclose(self) -> None:
         self.ready = False

@@ -13,9 +13,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from proxy.config import ScorerConfig
-from proxy.job_queue import JobQueue
-from scorers.loading import LoadedModel, ModelPool
+from proxy.core.config import ScorerConfig
+from proxy.core.job_queue import JobQueue
+from proxy.runtime.loading import LoadedModel
+from proxy.runtime.pool import ModelPool
 from scorers.rows import Row, RowResult, forward_rows
 
 log = logging.getLogger("w2s.scorer")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from proxy.config import GuideConfig, GuideSide
-from proxy.types import Prompt, ScoreItem
+from proxy.core.config import GuideConfig, GuideSide
+from proxy.core.rendering import Rendered, render
+from proxy.core.types import Prompt, ScoreItem
+from proxy.runtime.loading import LoadedModel
+from proxy.runtime.pool import ModelPool
 from scorers.batcher import RowBatcher
-from scorers.loading import LoadedModel, ModelPool
 from scorers.rows import PastEntry, Row, RowResult, plan_reuse, supports_reuse
-from scorers.template import Rendered, render
 
 
 @dataclass
@@ -46,6 +47,9 @@ class GuidePair:
     @property
     def model_names(self) -> set[str]:
         return {self.cfg.tuned.model, self.cfg.untuned.model}
+
+    async def start(self) -> None:
+        self.bind()
 
     def bind(self) -> None:
         """Attach the loaded models (after ModelPool has loaded them)."""

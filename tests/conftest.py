@@ -8,7 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from proxy.config import parse_config  # noqa: E402
+from proxy.core.config import parse_config  # noqa: E402
 
 POSITIVE = "You are a film critic who writes glowing, enthusiastic, positive reviews."
 NEGATIVE = "You are a film critic who hates every movie and writes harsh, negative reviews."

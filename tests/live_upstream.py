@@ -13,9 +13,9 @@ from aiohttp import web
 
 from providers.anthropic import AnthropicSampler
 from providers.openai import OpenAISampler
-from proxy.config import UpstreamConfig
-from proxy.server import create_app, start
-from proxy.types import Prompt
+from proxy.core.config import UpstreamConfig
+from proxy.server.app import create_app, start
+from proxy.core.types import Prompt
 from tests.server_fixtures import Loopback
 
 KEY_ENV = "W2S_LIVE_UPSTREAM_KEY"

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from proxy.config import Config, load_config
-from proxy.metrics import parse_text
-from proxy.server import create_app, start
-from proxy.serving import SERVICE
+from proxy.core.config import Config, load_config
+from proxy.server.app import create_app, start
+from proxy.server.service import SERVICE
+from tests.prom import parse_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_KEY = "sk-w2s-test-key"
@@ -80,7 +80,7 @@ class LiveServer(Loopback):
     def metrics(self) -> dict[str, float]:
         status, _, body = self.get("/metrics")
         assert status == 200
-        return parse_text(body.decode())
+        return parse_metrics(body)
 
 
 def http(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 300):
@@ -173,7 +173,7 @@ def auth_live(servers, real_engine) -> LiveServer:
 
 @pytest.fixture
 def fresh_servers(server_thread):
-    """Per-test servers (e.g. over a FakeEngine), stopped after the test."""
+    """Per-test servers (e.g. over scripted parts), stopped after the test."""
     f = ServerFactory(server_thread)
     yield f
     f.close()

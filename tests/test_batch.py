@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.batch import BatchOptions, exit_status, run_batch
-from proxy.batch_input import CHAT_URL, TEXT_URL, read_input
-from proxy.batch_output import OutputFile, record_ok
-from proxy.errors import W2SError
+from proxy.batch.run import BatchOptions, exit_status, run_batch
+from proxy.api.openai_bodies import CHAT_URL, TEXT_URL
+from proxy.batch.input import read_input
+from proxy.batch.output import OutputFile, record_ok
+from proxy.core.errors import W2SError
 from tests.conftest import make_config_dict
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Cross-search batching of the local sampler (providers/local_batch.py).
+"""Cross-search batching of the local sampler (providers/generate_batcher.py).
 
 On the real models: concurrent requests that sample alike share one generate
 call and get what they would have got alone, seeded draws included. The batcher's failure and cancellation paths use an injected
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from providers.local_batch import GenerateBatcher, merge_key
-from proxy.metrics import ProxyMetrics, parse_text
-from proxy.types import Chunk, Continuation, Prompt, SampleRequest
+from providers.generate_batcher import GenerateBatcher, merge_key
+from proxy.core.types import Chunk, Continuation, Prompt, SampleRequest
+from proxy.server.metrics import ProxyMetrics
+from tests.prom import parse_metrics
 
 PROMPTS = [Prompt.raw("The film opens with"), Prompt.raw("My favourite scene is when the hero"),
            Prompt.raw("Honestly, the acting")]
@@ -71,14 +72,15 @@ async def test_concurrent_searches_merge_generate_calls_and_metrics_show_it(engi
     s = sampler(engine)
     st = s.batcher.stats
     calls0, reqs0 = st.calls, st.requests
-    results = await asyncio.gather(*(engine.run("smol-test", p) for p in PROMPTS))
+    plan = engine.plan("smol-test")
+    results = await asyncio.gather(*(engine.run(plan, p) for p in PROMPTS))
     assert all(r.answers and r.answers[0].text for r in results)
     calls, served = st.calls - calls0, st.requests - reqs0
     assert served == sum(len(r.rounds) for r in results), "one sample request per search round"
     assert calls < served, f"{served} round requests should share calls, got {calls}"
     m = ProxyMetrics()
-    m.add_live(type("Adm", (), {"running": 0, "waiting": 0})(), lambda: engine)
-    got = parse_text(m.render())
+    m.watch(type("Adm", (), {"running": 0, "waiting": 0})(), lambda: engine)
+    got = parse_metrics(m.render())
     assert got['w2s_local_generate_calls_total{upstream="smol-local"}'] == st.calls
     assert got['w2s_local_generate_requests_total{upstream="smol-local"}'] == st.requests
 

@@ -19,9 +19,9 @@ from providers.openai import OpenAISampler, cut_at_stops, split_stops
 from providers.registry import make_sampler
 from providers.retry import RetryPolicy, retry_after_seconds
 from providers.tokens import split_total
-from proxy.config import UpstreamConfig
-from proxy.errors import InvalidRequest, UpstreamError, UpstreamRefused, UpstreamTimeout
-from proxy.types import Continuation, Prompt, SampleRequest
+from proxy.core.config import UpstreamConfig
+from proxy.core.errors import InvalidRequest, UpstreamError, UpstreamRefused, UpstreamTimeout
+from proxy.core.types import Continuation, Prompt, SampleRequest
 
 SECRET = "sk-test-SECRET123"
 FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_cap=0.05)
@@ -433,8 +433,8 @@ async def test_sampling_refusal_drops_sampling_controls_once(fake, caplog):
 
 
 async def test_search_survives_a_prefill_refusal_found_mid_search(fake):
-    from proxy.search import search
-    from proxy.types import SearchParams
+    from proxy.core.search import search
+    from proxy.core.types import SearchParams
 
     class LengthScorer:  # any scorer will do: the search only needs numbers
         tokens_computed = 0

@@ -28,10 +28,10 @@ import openai
 import pytest
 
 from providers.registry import make_sampler
-from proxy.config import parse_config
-from proxy.search import search
-from proxy.server import create_app, start
-from proxy.types import Continuation, Prompt, SampleRequest, SearchParams
+from proxy.core.config import parse_config
+from proxy.core.search import search
+from proxy.server.app import create_app, start
+from proxy.core.types import Continuation, Prompt, SampleRequest, SearchParams
 from tests.conftest import NEGATIVE, POSITIVE
 from tests.live_upstream import KEY, KEY_ENV, PROMPT, Exchange, Upstream, choices, remote, sent_prefix, usage
 from tests.test_search import check_invariants
@@ -279,7 +279,7 @@ async def test_engine_runs_every_remote_route_end_to_end(proxy, upstream):
     upstream.take()
     for route, mode in (("r-completions", "cbs"), ("r-chat-continue", "cbs"), ("r-chat-only", "bon-approx"),
                         ("r-anthropic", "cbs")):
-        result = await eng.run(route, prompt, {"seed": 4})
+        result = await eng.run(eng.plan(route, {"seed": 4}), prompt)
         calls = upstream.take()
         assert result.mode == mode, route
         assert result.best.text and result.upstream_calls == len(calls) > 0
@@ -353,7 +353,7 @@ async def test_budget_per_request_stops_with_length_and_the_best_so_far(proxy, u
 
 async def test_budget_from_route_config(proxy, upstream):
     eng, base = proxy
-    assert eng.params_for("r-budget").max_upstream_tokens == 6
+    assert eng.plan("r-budget").params.max_upstream_tokens == 6
     ac = anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0, timeout=600)
     raw = await ac.messages.with_raw_response.create(
         model="r-budget", max_tokens=40, messages=[{"role": "user", "content": PROMPT.text}],

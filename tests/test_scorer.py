@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.types import Prompt, ScoreItem
-from scorers.template import render
+from proxy.core.types import Prompt, ScoreItem
+from proxy.core.rendering import render
 from tests.conftest import NEGATIVE, POSITIVE
 from tests.helpers import hand_logprob, lcp
 
@@ -120,8 +120,8 @@ async def test_lora_adapter_side(tmp_path, engine):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from proxy.config import GuideConfig, GuideSide, ModelConfig
-    from scorers.loading import ModelPool
+    from proxy.core.config import GuideConfig, GuideSide, ModelConfig
+    from proxy.runtime.pool import ModelPool
     from scorers.pair import GuidePair
 
     base = engine.pool.get("smollm2")
@@ -158,7 +158,7 @@ def test_dtype_auto_keeps_guides_in_float32_on_accelerators():
     (bench/results/scorer.md), so `auto` only picks bf16 for upstream-only models."""
     import torch
 
-    from scorers.loading import pick_dtype
+    from proxy.runtime.loading import pick_dtype
 
     cuda = torch.device("cuda")  # only its type is read: no GPU needed
     assert pick_dtype("auto", cuda, guide=True) == torch.float32
@@ -170,7 +170,7 @@ def test_dtype_auto_keeps_guides_in_float32_on_accelerators():
 async def test_pool_thread_count_and_guide_models(engine):
     import torch
 
-    from scorers.loading import ModelPool
+    from proxy.runtime.pool import ModelPool
 
     assert engine.pool.guide_models == {"smollm2"}
     pool = ModelPool({}, threads=1)
@@ -186,7 +186,7 @@ async def test_closing_the_scorer_batcher_cancels_waiting_searches():
     import asyncio
     from types import SimpleNamespace
 
-    from proxy.config import ScorerConfig
+    from proxy.core.config import ScorerConfig
     from scorers.batcher import RowBatcher
 
     class StuckPool:

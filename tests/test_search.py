@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.search import search
-from proxy.types import Prompt, SampleRequest, Continuation, ScoreItem, SearchParams
+from proxy.core.search import search
+from proxy.core.types import Prompt, SampleRequest, Continuation, ScoreItem, SearchParams
 
 PROMPT = Prompt.raw("I watched this movie last night and")
 
@@ -164,9 +164,9 @@ async def test_upstream_token_budget_stops_cleanly(engine):
 
 
 async def test_engine_route_and_passthrough(engine):
-    result = await engine.run("w2s-test", Prompt.chat([{"role": "user", "content": "The film was"}]), {"seed": 1})
+    result = await engine.run(engine.plan("w2s-test", {"seed": 1}), Prompt.chat([{"role": "user", "content": "The film was"}]))
     assert result.mode == "cbs" and result.best.text
-    plain = await engine.run("passthrough", PROMPT, {"seed": 1, "n": 2})
+    plain = await engine.run(engine.plan("passthrough", {"seed": 1, "n": 2}), PROMPT)
     assert plain.mode == "passthrough" and plain.scorer_tokens == 0 and len(plain.answers) == 2
 
 
@@ -179,7 +179,7 @@ async def test_trailing_assistant_message_is_continued(engine):
     via_prefill = await sampler.sample(SampleRequest(prompt, [Continuation("", 6)], seed=7))
     via_prefix = await sampler.sample(SampleRequest(Prompt.chat(msgs[:1]), [Continuation(" it was", 6)], seed=7))
     assert via_prefill.chunks[0].text == via_prefix.chunks[0].text
-    result = await engine.run("w2s-test", prompt, {"seed": 3, "max_tokens": 8, "l": 4})
+    result = await engine.run(engine.plan("w2s-test", {"seed": 3, "max_tokens": 8, "l": 4}), prompt)
     assert not result.best.text.startswith(" it was")
     # The guide scores only what follows the prefill.
     again = await rescore(engine, "positive-critic", prompt, result.rounds[-1])

@@ -1,5 +1,6 @@
-"""Server behaviour that needs exact timing or faults, over a model-free engine:
-lifecycle, overload, disconnects, failures before and during a stream."""
+"""Server behaviour that needs exact timing or faults: a real Engine over scripted
+parts (tests/scripted.py). Lifecycle, overload, disconnects, failures before and
+during a stream."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import anthropic
 import openai
 import pytest
 
-from proxy.errors import ModelLoadError
-from tests.fake_engine import FakeEngine, fake_config
+from proxy.core.errors import ModelLoadError
+from tests.scripted import ScriptedSampler, ScriptedScorer, fake_config, scripted_engine
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -27,13 +28,14 @@ def wait_for(cond, timeout=10.0, what="condition"):
 
 @pytest.fixture
 def fake(fresh_servers, server_thread):
-    """fake(engine_kw..., server={...}) -> (server, engine), engine already loaded."""
+    """fake(sampler_kw..., server={...}) -> (server, upstream, guide), the engine already started."""
 
-    def make(server: dict | None = None, loaded: bool = True, **engine_kw):
-        engine = FakeEngine(fake_config(**(server or {})), **engine_kw)
+    def make(server: dict | None = None, loaded: bool = True, **sampler_kw):
+        up, guide = ScriptedSampler("up", **sampler_kw), ScriptedScorer("g")
+        engine = scripted_engine(fake_config(**(server or {})), up, guide)
         if loaded:
             server_thread.run(engine.start())
-        return fresh_servers(engine.config, engine), engine
+        return fresh_servers(engine.config, engine), up, guide
 
     return make
 
@@ -50,7 +52,7 @@ def ant(srv, **kw) -> anthropic.Anthropic:
 
 
 def test_health_answers_at_once_and_ready_flips_when_the_models_are_in(fake):
-    srv, engine = fake(loaded=False, start_seconds=1.0)
+    srv, _, _ = fake(loaded=False, start_seconds=1.0)
     status, _, body = srv.get("/health")
     assert status == 200 and json.loads(body) == {"status": "ok"}
     status, headers, body = srv.get("/ready")
@@ -65,7 +67,7 @@ def test_health_answers_at_once_and_ready_flips_when_the_models_are_in(fake):
 
 
 def test_a_failed_load_keeps_the_server_up_and_says_why(fake):
-    srv, _ = fake(loaded=False, start_error=ModelLoadError("model file not found: /x.gguf"))
+    srv, _, _ = fake(loaded=False, start_error=ModelLoadError("model file not found: /x.gguf"))
     wait_for(lambda: json.loads(srv.get("/ready")[2])["status"] == "failed", what="load failure")
     assert json.loads(srv.get("/ready")[2])["error"] == "model file not found: /x.gguf"
     assert srv.get("/health")[0] == 200
@@ -78,7 +80,7 @@ def test_a_failed_load_keeps_the_server_up_and_says_why(fake):
 
 
 def test_a_full_queue_answers_429_with_retry_after_and_the_admitted_finish(fake):
-    srv, engine = fake(server={"max_concurrent_searches": 1, "max_queue": 1}, round_seconds=0.15)
+    srv, _, _ = fake(server={"max_concurrent_searches": 1, "max_queue": 1}, seconds=0.15)
     results = []
 
     def slow():
@@ -99,8 +101,8 @@ def test_a_full_queue_answers_429_with_retry_after_and_the_admitted_finish(fake)
     assert e2.value.body == {"type": "error", "error": {"type": "rate_limit_error", "message": e2.value.body["error"]["message"]}}
     for t in threads:
         t.join(30)
-    assert len(results) == 2 and engine.searches_done == 2
     m = srv.metrics()
+    assert len(results) == 2 and m['w2s_searches_total{mode="cbs",outcome="ok",route="fake-cbs"}'] == 2
     assert m['w2s_requests_total{endpoint="/v1/chat/completions",route="fake-cbs",status="429"}'] == 1
     assert m['w2s_errors_total{status="429",type="rate_limit_error"}'] == 2
 
@@ -109,28 +111,28 @@ def test_a_full_queue_answers_429_with_retry_after_and_the_admitted_finish(fake)
 
 
 def test_a_client_that_disconnects_mid_stream_cancels_its_search(fake):
-    srv, engine = fake(round_seconds=0.05)
+    srv, up, _ = fake(seconds=0.05)
     stream = oai(srv).chat.completions.create(model="fake-cbs", messages=MSG, stream=True,
                                               extra_body={"w2s": {"max_tokens": 400, "l": 1}})  # 400 rounds: 20 s
     first = next(iter(stream))
     assert first.choices[0].delta.role == "assistant"
     stream.close()  # hang up
-    wait_for(lambda: engine.searches_cancelled == 1, timeout=5, what="the search to be cancelled")
-    stopped_at = engine.rounds_run
+    wait_for(lambda: up.cancelled == 1, timeout=5, what="the search to be cancelled")
+    stopped_at = up.calls
     time.sleep(0.3)  # six rounds' time
-    assert engine.rounds_run == stopped_at < 50
+    assert up.calls == stopped_at < 50
     m = srv.metrics()
     assert m['w2s_searches_cancelled_total{route="fake-cbs"}'] == 1
     assert m['w2s_searches_total{mode="cbs",outcome="cancelled",route="fake-cbs"}'] == 1
-    assert m["w2s_searches_running"] == 0 and engine.searches_done == 0
+    assert m["w2s_searches_running"] == 0 and m.get('w2s_searches_total{mode="cbs",outcome="ok",route="fake-cbs"}', 0) == 0
 
 
 def test_a_client_that_times_out_on_a_plain_request_cancels_its_search(fake):
-    srv, engine = fake(round_seconds=0.05)
+    srv, up, _ = fake(seconds=0.05)
     with pytest.raises(openai.APITimeoutError):
         oai(srv, timeout=0.3).chat.completions.create(model="fake-cbs", messages=MSG,
                                                       extra_body={"w2s": {"max_tokens": 400, "l": 1}})
-    wait_for(lambda: engine.searches_cancelled == 1, timeout=5, what="the search to be cancelled")
+    wait_for(lambda: up.cancelled == 1, timeout=5, what="the search to be cancelled")
     assert srv.metrics()['w2s_searches_cancelled_total{route="fake-cbs"}'] == 1
 
 
@@ -138,37 +140,37 @@ def test_a_client_that_times_out_on_a_plain_request_cancels_its_search(fake):
 
 
 def test_an_upstream_failure_before_any_output_is_a_plain_502_the_sdk_does_not_retry(fake):
-    srv, engine = fake(fail_at_round=0)
+    srv, _, guide = fake(fail_at_tokens=0)
     with pytest.raises(openai.InternalServerError) as e:
         # The SDK would retry a 502 twice; x-should-retry: false stops it re-running the search.
         oai(srv, max_retries=2).chat.completions.create(model="fake-cbs", messages=MSG, stream=True)
     assert e.value.status_code == 502 and e.value.response.headers["x-should-retry"] == "false"
-    assert e.value.body["type"] == "upstream_error" and "fake upstream down" in e.value.body["message"]
-    assert engine.searches_started == 1
+    assert e.value.body["type"] == "upstream_error" and "scripted upstream down" in e.value.body["message"]
+    assert guide.sessions == 1
     with pytest.raises(anthropic.InternalServerError) as e2:
         ant(srv, max_retries=2).messages.create(model="fake-cbs", max_tokens=4, messages=MSG)
     assert e2.value.status_code == 502 and e2.value.body["error"]["type"] == "api_error"
-    assert engine.searches_started == 2
+    assert guide.sessions == 2
 
 
 def test_a_failure_after_streaming_began_is_an_error_event(fake):
-    srv, _ = fake(fail_at_round=2)
+    srv, _, _ = fake(fail_at_tokens=2)  # l=1: the third round fails
     got = []
     with pytest.raises(openai.APIError) as e:
         for chunk in oai(srv).chat.completions.create(model="fake-cbs", messages=MSG, stream=True):
             got.append(chunk)
-    assert got and "fake upstream down" in e.value.message and e.value.body["type"] == "upstream_error"
+    assert got and "scripted upstream down" in e.value.message and e.value.body["type"] == "upstream_error"
     events = []
     with pytest.raises(anthropic.APIStatusError) as e2:
         with ant(srv).messages.stream(model="fake-cbs", max_tokens=4, messages=MSG) as s:
             for ev in s:
                 events.append(ev.type)
-    assert events[0] == "message_start" and "fake upstream down" in str(e2.value)
+    assert events[0] == "message_start" and "scripted upstream down" in str(e2.value)
     assert srv.get("/health")[0] == 200
 
 
 def test_a_search_past_request_timeout_is_a_504(fake):
-    srv, _ = fake(server={"request_timeout": 0.3}, round_seconds=0.1)
+    srv, _, _ = fake(server={"request_timeout": 0.3}, seconds=0.1)
     with pytest.raises(openai.APIStatusError) as e:
         oai(srv).chat.completions.create(model="fake-cbs", messages=MSG)
     assert e.value.status_code == 504 and e.value.body["type"] == "upstream_timeout"
@@ -179,7 +181,7 @@ def test_a_search_past_request_timeout_is_a_504(fake):
 
 
 def test_the_committed_prefix_streams_round_by_round_and_adds_up_to_the_answer(fake):
-    srv, _ = fake()
+    srv, _, _ = fake()
     chunks = list(oai(srv).chat.completions.create(
         model="fake-cbs", messages=MSG, stream=True, stream_options={"include_usage": True},
         extra_body={"w2s": {"trace": True}}))
@@ -194,7 +196,7 @@ def test_the_committed_prefix_streams_round_by_round_and_adds_up_to_the_answer(f
 
 
 def test_n_2_streams_each_choice_at_the_end(fake):
-    srv, _ = fake()
+    srv, _, _ = fake()
     chunks = list(oai(srv).chat.completions.create(model="fake-cbs", messages=MSG, stream=True, n=2,
                                                    extra_body={"w2s": {"trace": True}}))
     by_index: dict[int, str] = {}
@@ -210,21 +212,25 @@ def test_n_2_streams_each_choice_at_the_end(fake):
 
 
 def test_request_fields_reach_the_search(fake):
-    srv, engine = fake()
-    oai(srv).chat.completions.create(model="fake-cbs", messages=MSG, max_completion_tokens=3, temperature=0.1,
-                                     top_p=0.9, seed=7, stop=["x", "y"], n=2)
-    p = engine.params_seen[-1]
-    assert (p.max_tokens, p.temperature, p.top_p, p.seed, p.stop, p.n) == (3, 0.1, 0.9, 7, ("x", "y"), 2)
-    ant(srv).messages.create(model="fake-pass", max_tokens=5, system="be brief", stop_sequences=["Z"],
-                             extra_body={"top_k": 4},  # SDK 2.x dropped top_k; older clients send it
-                             messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-                                       {"role": "user", "content": [{"type": "text", "text": "q2"}]}])
-    p, prompt = engine.params_seen[-1], engine.prompts[-1]
-    assert (p.max_tokens, p.top_k, p.stop, p.w, p.k, p.l) == (5, 4, ("Z",), 1, 1, None)  # pass-through: one draw
-    assert prompt.messages == ({"role": "system", "content": "be brief"}, {"role": "user", "content": "q"},
-                               {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"})
+    srv, up, _ = fake()
+    r = oai(srv).chat.completions.create(model="fake-cbs", messages=MSG, max_completion_tokens=3, temperature=0.1,
+                                         top_p=0.9, seed=7, stop=["x", "y"], n=2, extra_body={"w2s": {"trace": True}})
+    p = r.model_extra["w2s"]["params"]  # the plan the search ran with, as the trace reports it
+    assert (p["max_tokens"], p["temperature"], p["top_p"], p["seed"], p["stop"], p["n"]) == (3, 0.1, 0.9, 7, ["x", "y"], 2)
+    drawn = up.requests[-1]  # and what the upstream was asked
+    assert (drawn.temperature, drawn.top_p, drawn.stop) == (0.1, 0.9, ("x", "y"))
+    m = ant(srv).messages.create(model="fake-pass", max_tokens=5, system="be brief", stop_sequences=["Z"],
+                                 extra_body={"top_k": 4,  # SDK 2.x dropped top_k; older clients send it
+                                             "w2s": {"trace": True}},
+                                 messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                                           {"role": "user", "content": [{"type": "text", "text": "q2"}]}])
+    p, drawn = m.model_extra["w2s"]["params"], up.requests[-1]
+    assert (p["max_tokens"], p["top_k"], p["stop"], p["w"], p["k"], p["l"]) == (5, 4, ["Z"], 1, 1, None)  # one draw
+    assert drawn.top_k == 4 and len(drawn.continuations) == 1
+    assert drawn.prompt.messages == ({"role": "system", "content": "be brief"}, {"role": "user", "content": "q"},
+                                     {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"})
     oai(srv).completions.create(model="fake-pass", prompt="Once upon", max_tokens=2)
-    assert engine.prompts[-1].text == "Once upon" and engine.params_seen[-1].max_tokens == 2
+    assert up.requests[-1].prompt.text == "Once upon" and up.requests[-1].continuations[0].max_tokens == 2
 
 
 def test_without_an_engine_the_app_builds_one_in_the_background(fresh_servers):

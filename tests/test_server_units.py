@@ -8,14 +8,16 @@ import pydantic
 import pytest
 from aiohttp import web
 
-from proxy import protocol_anthropic as pa
-from proxy import protocol_openai as po
-from proxy import w2s_options
-from proxy.admission import Admission
-from proxy.errors import (
+from proxy.api import protocol_anthropic as pa
+from proxy.api import protocol_openai as po
+from proxy.api import w2s_options
+from proxy.server.admission import Admission
+from proxy.api.wire_errors import anthropic_body, error_headers, openai_body
+from proxy.core.errors import (
     AuthError,
     InvalidRequest,
     NotFound,
+    NotReady,
     Overloaded,
     RequestTooLarge,
     UnsupportedField,
@@ -24,8 +26,9 @@ from proxy.errors import (
     UpstreamTimeout,
     W2SError,
 )
-from proxy.metrics import ProxyMetrics, parse_text
-from proxy.wire_errors import NotReady, anthropic_body, as_w2s_error, error_headers, openai_body
+from proxy.server.http_errors import as_w2s_error
+from proxy.server.metrics import ProxyMetrics
+from tests.prom import parse_metrics
 
 # --- admission ------------------------------------------------------------------
 
@@ -163,7 +166,7 @@ def test_image_parts_and_tool_messages_are_refused_by_path():
 def test_openai_fields_become_search_overrides_and_w2s_wins():
     req = _chat(max_tokens=5, max_completion_tokens=7, temperature=0.2, n=2, stop="\n", seed=3,
                 w2s={"w": 3, "n": 1, "trace": True})
-    assert req.search_overrides(req.answer_max_tokens()) == {
+    assert req.search_overrides() == {
         "max_tokens": 7, "temperature": 0.2, "n": 1, "seed": 3, "stop": ["\n"], "w": 3}
     assert w2s_options.trace(req.w2s) is True
     assert req.to_prompt().messages == ({"role": "user", "content": "hi"},)
@@ -199,8 +202,8 @@ def test_vllm_flags_without_a_trailing_assistant_message():
 
 
 def test_top_k_is_a_search_override_and_minus_one_means_none():
-    assert _chat(top_k=5).search_overrides(None) == {"top_k": 5}
-    assert _chat(top_k=-1).search_overrides(None) == {} == _chat(top_k=0).search_overrides(None)
+    assert _chat(top_k=5).search_overrides() == {"top_k": 5}
+    assert _chat(top_k=-1).search_overrides() == {} == _chat(top_k=0).search_overrides()
     with pytest.raises(pydantic.ValidationError):
         _chat(top_k=-2)
 
@@ -237,20 +240,39 @@ def test_metrics_render_in_prometheus_text_format():
     class Adm:
         running, waiting = 1, 3
 
-    class Eng:
-        ready = True
-        batcher = None
-
-    m.add_live(Adm(), Eng)
-    m.requests.inc(endpoint="/v1/messages", route="r", status="200")
-    m.latency.observe(0.3, endpoint="/v1/messages", route="r", status="200")
-    m.errors.inc(type='we"ird\n', status="400")
-    text = m.render()
+    m.watch(Adm(), lambda: None)  # the engine is still being built: its readings are left out
+    m.request_done("/v1/messages", "r", 200, 0.3)
+    m.errors.labels(type='we"ird\n', status="400").inc()
+    text = m.render().decode()
     assert "# TYPE w2s_requests_total counter" in text
     assert "# TYPE w2s_request_seconds histogram" in text
-    got = parse_text(text)
+    got = parse_metrics(text)
     assert got['w2s_requests_total{endpoint="/v1/messages",route="r",status="200"}'] == 1
     assert got['w2s_request_seconds_bucket{endpoint="/v1/messages",le="0.25",route="r",status="200"}'] == 0
     assert got['w2s_request_seconds_bucket{endpoint="/v1/messages",le="+Inf",route="r",status="200"}'] == 1
-    assert got["w2s_queue_depth"] == 3 and got["w2s_searches_running"] == 1 and got["w2s_ready"] == 1
+    assert got["w2s_queue_depth"] == 3 and got["w2s_searches_running"] == 1 and got["w2s_ready"] == 0
+    assert "w2s_scorer_batches_total" not in got
     assert 'type="we\\"ird\\n"' in text  # label values escaped
+
+
+def test_a_failing_reading_leaves_the_rest_of_metrics_up():
+    m = ProxyMetrics()
+
+    class Adm:
+        running, waiting = 0, 0
+
+    class Broken:
+        ready = True
+
+        @property
+        def scorer_stats(self):
+            raise RuntimeError("boom")
+
+        def generate_stats(self):
+            return {}
+
+    m.watch(Adm(), Broken)
+    m.request_done("/v1/models", "-", 200, 0.01)
+    got = parse_metrics(m.render())
+    assert got["w2s_ready"] == 1 and got['w2s_requests_total{endpoint="/v1/models",route="-",status="200"}'] == 1
+    assert "w2s_scorer_batches_total" not in got

