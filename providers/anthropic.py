@@ -117,6 +117,10 @@ class AnthropicSampler:
     async def start(self) -> None:
         pass  # remote: nothing to load; failures surface on the first request
 
+    async def probe(self) -> None:
+        """A cheap call that proves the upstream answers (GET /v1/models); raises if it does not."""
+        await self.client.models.list()
+
     async def aclose(self) -> None:
         await self.client.close()
 

@@ -16,8 +16,11 @@ import logging
 from dataclasses import dataclass, replace
 
 from providers.generate_batcher import GenerateStats
+from providers.health import HealthGuard
 from providers.registry import make_sampler
+from proxy.core import limits
 from proxy.core.config import Config, RouteConfig, search_params_with
+from proxy.core.health import UpstreamHealth
 from proxy.core.interfaces import Sampler, Scorer
 from proxy.core.search import OnRound, mode_of, search
 from proxy.core.types import Prompt, SearchParams, SearchResult
@@ -59,10 +62,13 @@ class Engine:
                                  for g in used_guides - set(guides or {}) for side in ("tuned", "untuned"))
         self.pool = ModelPool(config.models, guide_models, config.torch_threads)
         self.batcher = RowBatcher(self.pool, config.scorer)
-        self.samplers: dict[str, Sampler] = {}
+        self.samplers: dict[str, Sampler] = {}  # the providers themselves (their stats, their settings)
+        self.upstreams: dict[str, HealthGuard] = {}  # what searches draw from: each provider behind its health
         for name in sorted({r.upstream for r in config.routes.values()}):
-            given = (samplers or {}).get(name)
-            self.samplers[name] = given or make_sampler(name, config.upstreams[name], self.pool)
+            up = config.upstreams[name]
+            self.samplers[name] = (samplers or {}).get(name) or make_sampler(name, up, self.pool)
+            health = UpstreamHealth(name, up.allowed_fails, up.cooldown_seconds)
+            self.upstreams[name] = HealthGuard(self.samplers[name], health)
         self.guides: dict[str, Scorer] = {}
         for name in sorted(used_guides):
             given = (guides or {}).get(name)
@@ -75,7 +81,7 @@ class Engine:
         needed |= {m for g in self.guides.values() for m in g.model_names}
         for m in sorted(needed):
             await self.pool.run(self.pool.get, m)
-        for part in [*self.samplers.values(), *self.guides.values()]:
+        for part in [*self.upstreams.values(), *self.guides.values()]:
             await part.start()
         self.batcher.start()
         self.ready = True
@@ -93,20 +99,24 @@ class Engine:
         return RouteInfo(name, rc, mode, exact)
 
     def plan(self, route: str | RouteInfo | None, overrides: dict | None = None) -> Plan:
-        """Resolve a request: 404 for an unknown route, 400 for a bad override."""
+        """Resolve a request: 404 for an unknown route, 400 for a bad override or one over the limits."""
         info = route if isinstance(route, RouteInfo) else self.route_info(route)
         params = search_params_with(info.config.search, overrides or {})
         if info.config.passthrough:
             # No guide: one plain draw per requested answer.
             params = replace(params, w=max(1, params.n), k=1, l=None)
-            return Plan(info, params, "passthrough")
-        return Plan(info, params, mode_of(params, info.exact))
+        limits.check(params, self.config.server.limits, info.config.limits, info.name)
+        return Plan(info, params, "passthrough" if info.config.passthrough else mode_of(params, info.exact))
 
     # --- running it -----------------------------------------------------------------
 
+    def check_upstream(self, plan: Plan) -> None:
+        """UpstreamUnavailable (503) while the plan's upstream cools down: fail before admission."""
+        self.upstreams[plan.route.config.upstream].health.check()
+
     async def run(self, plan: Plan, prompt: Prompt, on_round: OnRound | None = None) -> SearchResult:
         rc = plan.route.config
-        sampler = self.samplers[rc.upstream]
+        sampler = self.upstreams[rc.upstream]
         if rc.passthrough:
             # n independent draws, duplicates kept (what a client of `n` expects).
             result = await search(prompt, sampler, None, plan.params, on_round, distinct=False)
@@ -120,6 +130,10 @@ class Engine:
 
     # --- what the metrics read ---------------------------------------------------------
 
+    def health(self) -> dict[str, dict]:
+        """Each upstream's state for /health?detail=1: last success, last error, cooldown."""
+        return {name: g.health.snapshot() for name, g in self.upstreams.items()}
+
     @property
     def scorer_stats(self) -> BatcherStats:
         return self.batcher.stats
@@ -132,6 +146,6 @@ class Engine:
     async def aclose(self) -> None:
         self.ready = False
         await self.batcher.aclose()
-        for s in self.samplers.values():
+        for s in self.upstreams.values():
             await s.aclose()
         self.pool.close()

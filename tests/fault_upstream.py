@@ -113,20 +113,24 @@ class FaultUpstream:
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> "FaultUpstream":
+        """Listen (again, after `close`, on the same port: an upstream that died and came back)."""
         app = web.Application()
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         return self
 
     async def close(self) -> None:
+        """Stop listening: connections are refused until `start` again."""
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
     # -- handlers ----------------------------------------------------------
     async def _serve(self, request: web.Request, success: Callable[[dict, Fault], dict]) -> web.StreamResponse:
@@ -167,6 +171,18 @@ class FaultUpstream:
                     raise asyncio.CancelledError
                 await asyncio.sleep(0.02)
         return web.json_response(success(body, fault))
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/models (both APIs list models there): what a health probe asks."""
+        rec = Recorded(request.path, {}, {}, time.monotonic())
+        self.requests.append(rec)
+        fault = self.rule(request.path, {}) if self.rule is not None else None
+        if fault is not None and fault.kind == "status":
+            return web.json_response(fault.body or {}, status=fault.status, headers=fault.headers)
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model", "created": 0,
+                                                              "owned_by": "fake", "type": "model",
+                                                              "display_name": "fake", "created_at": "2026-01-01T00:00:00Z"}],
+                                  "has_more": False, "first_id": "fake", "last_id": "fake"})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         def ok(body: dict, f: Fault) -> dict:

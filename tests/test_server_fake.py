@@ -113,7 +113,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_the_admitted_finish(fake)
 def test_a_client_that_disconnects_mid_stream_cancels_its_search(fake):
     srv, up, _ = fake(seconds=0.05)
     stream = oai(srv).chat.completions.create(model="fake-cbs", messages=MSG, stream=True,
-                                              extra_body={"w2s": {"max_tokens": 400, "l": 1}})  # 400 rounds: 20 s
+                                              extra_body={"w2s": {"max_tokens": 200, "l": 1}})  # 200 rounds: 10 s
     first = next(iter(stream))
     assert first.choices[0].delta.role == "assistant"
     stream.close()  # hang up
@@ -131,7 +131,7 @@ def test_a_client_that_times_out_on_a_plain_request_cancels_its_search(fake):
     srv, up, _ = fake(seconds=0.05)
     with pytest.raises(openai.APITimeoutError):
         oai(srv, timeout=0.3).chat.completions.create(model="fake-cbs", messages=MSG,
-                                                      extra_body={"w2s": {"max_tokens": 400, "l": 1}})
+                                                      extra_body={"w2s": {"max_tokens": 200, "l": 1}})
     wait_for(lambda: up.cancelled == 1, timeout=5, what="the search to be cancelled")
     assert srv.metrics()['w2s_searches_cancelled_total{route="fake-cbs"}'] == 1
 

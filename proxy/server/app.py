@@ -171,7 +171,14 @@ async def _errors_and_metrics(request: web.Request, handler):
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Liveness: the process answers. `?detail=1` adds each upstream's state (no secrets: error
+    messages are the retry layer's, with configured keys masked)."""
+    if request.query.get("detail") not in ("1", "true"):
+        return web.json_response({"status": "ok"})
+    svc = request.app[SERVICE]
+    engine = svc.engine
+    return web.json_response({"status": "ok", "ready": svc.ready,
+                              "upstreams": engine.health() if engine is not None else {}})
 
 
 async def ready(request: web.Request) -> web.Response:

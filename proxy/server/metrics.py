@@ -98,7 +98,7 @@ class _Live(Collector):
         return ()  # unknown until scraped: the engine may not exist yet
 
     def collect(self) -> Iterator[Metric]:
-        for part in (self._admission, self._scorer, self._generate):
+        for part in (self._admission, self._scorer, self._generate, self._upstreams):
             try:
                 yield from part()
             except Exception as e:  # a broken reading must not take /metrics down
@@ -143,6 +143,23 @@ class _Live(Collector):
             for upstream, st in stats.items():
                 fam.add_metric([upstream], getattr(st, attr))
             yield fam
+
+
+    def _upstreams(self) -> Iterator[Metric]:
+        engine = self.engine()
+        if engine is None:
+            return
+        cooling = GaugeMetricFamily("w2s_upstream_cooling_down", "1 while the upstream cools down after failures",
+                                    labels=["upstream"])
+        fails = GaugeMetricFamily("w2s_upstream_consecutive_failures", "failed upstream calls in a row",
+                                  labels=["upstream"])
+        cooldowns = CounterMetricFamily("w2s_upstream_cooldowns_total", "cooldowns started", labels=["upstream"])
+        for name, guard in engine.upstreams.items():
+            h = guard.health
+            cooling.add_metric([name], float(h.cooling_down))
+            fails.add_metric([name], h.consecutive_failures)
+            cooldowns.add_metric([name], h.cooldowns)
+        yield from (cooling, fails, cooldowns)
 
 
 def _histogram(name: str, doc: str, seen: dict[float, int], buckets: tuple[float, ...]) -> HistogramMetricFamily:

@@ -81,6 +81,7 @@ class Service:
         """Admit, search, account. Spend is counted per round, so a search that
         is cancelled or fails half-way still shows what it cost."""
         engine = self.loaded()
+        engine.check_upstream(job.plan)  # a cooling upstream fails fast, before taking a slot
         loop = asyncio.get_running_loop()
         t_queue = loop.time()
         async with self.admission.slot():

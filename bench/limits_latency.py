@@ -1,0 +1,138 @@
+"""Does one big search keep the server responsive? /health and a 400 while the largest allowed search runs.
+
+    HF_HUB_OFFLINE=1 python bench/limits_latency.py [--seconds 60] [--quick]
+
+A `w2s serve` process runs the embedded default (Gemma 3 270M upstream, SmolLM2
+guide) with its default operator limits. This script probes it from another
+process: GET /health and a request over the limits (`"w2s": {"w": 200, "k": 200}`,
+the request that used to take the box) every 25 ms, first with the server idle,
+then while the largest search the limits allow runs (max(w, n) * k = 64 draws a
+round, l = 1 so the most rounds). Target: p99 under 50 ms for both while loaded.
+The ratio loaded / idle is the number to trust on a noisy machine.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
+from bench.common import ROOT, machine, run_main, table, threads_arg, today  # noqa: E402
+
+OVER = {"model": "w2s-default", "messages": [{"role": "user", "content": "hi"}], "w2s": {"w": 200, "k": 200}}
+PROBE_EVERY = 0.025
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_ready(http, base: str, proc: subprocess.Popen) -> None:
+    while True:
+        assert proc.poll() is None, "the server exited"
+        try:
+            async with http.get(f"{base}/ready") as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        await asyncio.sleep(0.5)
+
+
+async def probe(http, base: str, seconds: float) -> dict[str, list[float]]:
+    """Alternate GET /health and an over-limit POST for `seconds`; -> latencies in ms."""
+    lat: dict[str, list[float]] = {"health": [], "400": []}
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        async with http.get(f"{base}/health") as r:
+            await r.read()
+            assert r.status == 200
+        lat["health"].append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        async with http.post(f"{base}/v1/chat/completions", json=OVER) as r:
+            body = await r.json()
+            assert r.status == 400 and body["error"]["code"] == "limit_exceeded", body
+        lat["400"].append((time.perf_counter() - t0) * 1000)
+        await asyncio.sleep(PROBE_EVERY)
+    return lat
+
+
+async def rounds_done(http, base: str) -> float:
+    async with http.get(f"{base}/metrics") as r:
+        text = await r.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("w2s_search_rounds_total{"))
+
+
+async def run(args):
+    import aiohttp
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "proxy.cli", "--threads", str(args.threads or 1), "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+            await wait_ready(http, base, proc)
+            seconds = 20.0 if args.quick else args.seconds
+            idle = await probe(http, base, seconds / 2)
+            # The largest search the default limits allow: 8 x 8 = 64 draws a round, l = 1.
+            big = {"model": "w2s-default", "prompt": "I watched this movie last night and", "max_tokens": 256,
+                   "w2s": {"w": 8, "k": 8, "l": 1}}
+            search = asyncio.ensure_future(http.post(f"{base}/v1/completions", json=big))
+            await asyncio.sleep(2.0)  # let it get going
+            r0 = await rounds_done(http, base)
+            loaded = await probe(http, base, seconds)
+            rounds = await rounds_done(http, base) - r0
+            search.cancel()  # hang up: the server cancels the search
+            finished = search.done() and not search.cancelled()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return idle, loaded, rounds, finished, seconds
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def report(idle, loaded, rounds, finished, seconds, args, elapsed) -> str:
+    rows = []
+    for kind in ("health", "400"):
+        i, lo = idle[kind], loaded[kind]
+        rows.append(["GET /health" if kind == "health" else "400 over the limits (w=k=200)",
+                     len(lo), statistics.median(i), pct(i, 0.99), statistics.median(lo), pct(lo, 0.99), max(lo),
+                     pct(lo, 0.99) / pct(i, 0.99)])
+    return f"""# Responsiveness while the largest allowed search runs
+
+{today()}; {machine(note=f"the server with {args.threads or 1} torch thread; bench ran {elapsed:.0f} s")}
+
+`bench/limits_latency.py --seconds {seconds:g}`: a `w2s serve` process (embedded default, default limits:
+max_candidates 64, max_tokens 4096, max_rounds 256) probed from another process every {PROBE_EVERY * 1000:.0f} ms,
+idle for {seconds / 2:.0f} s, then for {seconds:.0f} s while one search of 8 x 8 = 64 draws a round,
+l = 1, max_tokens 256 runs ({rounds:.0f} of its rounds completed meanwhile{'' if not finished else ', and it finished'}).
+Target: p99 under 50 ms while loaded.
+
+{table(["probe", "probes while loaded", "idle p50 ms", "idle p99 ms", "loaded p50 ms", "loaded p99 ms",
+        "loaded max ms", "p99 loaded / idle"], rows)}
+"""
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60.0, help="probing time while the search runs")
+    ap.add_argument("--quick", action="store_true", help="20 s")
+    ap.add_argument("--out")
+    threads_arg(ap)
+    run_main("limits_latency", ap, run, report)

@@ -1,0 +1,58 @@
+"""Operator limits: how big one search may be, checked before it is admitted.
+
+A search's cost is its draws per round times its rounds: `"w": 200, "k": 200`
+is 40,000 draws a round, and `max_tokens: 1e9` with `l: 1` a billion rounds.
+Every limit is set per server (`server.limits`) and may be set per route
+(`routes.<r>.limits`, key by key); the route's value wins. A request over a
+limit is a 400 naming the limit, its value and where it is set.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from proxy.core.errors import InvalidRequest
+from proxy.core.types import SearchParams
+
+
+@dataclass(frozen=True)
+class Limits:
+    # max(w, n) * k: the draws of one round (round 0 has the most). 64 is CBS 8x8 or Best-of-64.
+    max_candidates: int = 64
+    max_tokens: int = 4096  # upstream tokens per answer
+    max_rounds: int = 256  # ceil(max_tokens / l): rounds of upstream calls and scoring
+
+
+@dataclass(frozen=True)
+class RouteLimits:
+    """A route's own limits; None takes the server's."""
+
+    max_candidates: int | None = None
+    max_tokens: int | None = None
+    max_rounds: int | None = None
+
+
+def rounds_of(params: SearchParams) -> int:
+    """The most rounds a search with `params` can run (each round adds at least one token)."""
+    return 1 if params.l is None else math.ceil(params.max_tokens / params.l)
+
+
+def check(params: SearchParams, server: Limits, route: RouteLimits, route_name: str) -> None:
+    """InvalidRequest (400, code limit_exceeded) when `params` ask for more than the limits allow.
+
+    The message names the limit where it is set: `routes.<r>.limits.<key>` or `server.limits.<key>`.
+    """
+    width = max(params.w, params.n)
+    asked = {
+        "max_candidates": (width * params.k, f"max(w, n) * k = {width} * {params.k}"),
+        "max_tokens": (params.max_tokens, "max_tokens"),
+        "max_rounds": (rounds_of(params), f"ceil(max_tokens / l) = ceil({params.max_tokens} / {params.l})"),
+    }
+    for f in fields(Limits):
+        value, what = asked[f.name]
+        own = getattr(route, f.name)
+        limit, where = (own, f"routes.{route_name}.limits") if own is not None else (getattr(server, f.name),
+                                                                                   "server.limits")
+        if value > limit:
+            raise InvalidRequest(f"{what} = {value} is over the limit {where}.{f.name} = {limit}",
+                                 param=f.name, code="limit_exceeded")
