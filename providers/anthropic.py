@@ -117,6 +117,14 @@ class AnthropicSampler:
     async def start(self) -> None:
         pass  # remote: nothing to load; failures surface on the first request
 
+    async def prepare(self, continuation: bool) -> None:
+        pass  # a prefill refusal is found by the first draw that sends one (see the module docstring)
+
+    def capabilities(self) -> dict:
+        return {"continuation": "prefill" if self.exact_continuation else "refused (bon-approx)",
+                "n": "K parallel calls (the API has no n)",
+                "sampling_controls": "sent" if self.send_sampling else "refused"}
+
     async def probe(self) -> None:
         """A cheap call that proves the upstream answers (GET /v1/models); raises if it does not."""
         await self.client.models.list()

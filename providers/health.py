@@ -39,18 +39,32 @@ class HealthGuard:
     async def start(self) -> None:
         await self.inner.start()
 
+    def capabilities(self) -> dict:
+        return self.inner.capabilities()
+
+    async def prepare(self, continuation: bool) -> None:
+        self.health.check()
+        try:
+            await self.inner.prepare(continuation)  # may probe the upstream: a failed call like any other
+        except W2SError as e:
+            self._failed(e)
+            raise
+
     async def sample(self, request: SampleRequest) -> SampleResult:
         self.health.check()
         try:
             out = await self.inner.sample(request)
         except W2SError as e:
-            if self.health.record_failure(e):
-                log.warning("upstream %r: %d failed calls in a row; cooling down for %g s (last: %s)",
-                            self.name, self.health.consecutive_failures, self.health.cooldown_seconds, e.message)
-                self._start_probing()
+            self._failed(e)
             raise
         self.health.record_success()  # the upstream answered (some draws may still have failed)
         return out
+
+    def _failed(self, e: W2SError) -> None:
+        if self.health.record_failure(e):
+            log.warning("upstream %r: %d failed calls in a row; cooling down for %g s (last: %s)",
+                        self.name, self.health.consecutive_failures, self.health.cooldown_seconds, e.message)
+            self._start_probing()
 
     def _start_probing(self) -> None:
         probe = getattr(self.inner, "probe", None)

@@ -13,7 +13,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 from providers.generate_batcher import GenerateBatcher, GenerateStats
 from providers.row_sampling import RowSampler, RowSettings, row_seed
 from proxy.core.config import UpstreamConfig
-from proxy.core.rendering import render
+from proxy.core.rendering import check_fits, render
 from proxy.core.types import Chunk, SampleRequest, SampleResult
 from proxy.runtime.loading import LoadedModel
 from proxy.runtime.pool import ModelPool
@@ -55,9 +55,22 @@ class LocalSampler:
     async def start(self) -> None:
         pass  # the pool has loaded the model; nothing to probe in process
 
+    async def prepare(self, continuation: bool) -> None:
+        pass  # in process: every prefix is continued exactly
+
+    def capabilities(self) -> dict:
+        return {"continuation": "exact (in process)", "max_n": self.batcher.max_rows}
+
     async def sample(self, request: SampleRequest) -> SampleResult:
+        notes: tuple[str, ...] = ()
+        template = self.cfg.template
+        if template is not None:  # checked here, before a merged generate call could carry it
+            check_fits(request.prompt, template, self.name)
+            if request.prompt.system_text() and "{system}" not in template:
+                notes = (f"upstream {self.name!r}: its template has no place for the system prompt; "
+                         "it was not sent",)
         chunks = await self.batcher.submit(request.fold_prefill())
-        return SampleResult(chunks, calls=1)
+        return SampleResult(chunks, calls=1, notes=notes)
 
     async def _run_batch(self, requests: list[SampleRequest]) -> list[list[Chunk]]:
         return await self.pool.run(self._generate, self.pool.get(self.cfg.model), requests)

@@ -11,20 +11,31 @@ Three modes (`mode:` in the upstream's config):
   Only whole answers are drawn (the search runs guided Best-of-N).
 
 Identical continuations (same prefix and length) share one request with `n`,
-split into several when `n` exceeds the server's `max_n`.
+split into several when `n` exceeds the server's `max_n`. A server that ignores
+or caps `n` is found on its first short answer: the missing draws are drawn at
+once as separate parallel calls, and its limit is remembered (and reported).
+
+Real servers differ from their docs, so nothing is trusted that a probe has not
+shown: continuation is probed before CBS relies on it (providers/continuation.py),
+stop strings are cut here too (some servers leave them in the text), and usage
+is estimated when missing. Each workaround is said in the response's notes.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import openai as sdk
 
 from providers import tokens
+from providers.chat_templates import load_chat_template
+from providers.continuation import ContinuationCheck
 from providers.limits import Limiter
-from providers.retry import Draw, MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
+from providers.retry import MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
 from proxy.core.config import UpstreamConfig, resolve_secret
-from proxy.core.errors import ConfigError, InvalidRequest
+from proxy.core.errors import ConfigError, InvalidRequest, UpstreamCannotContinue, UpstreamError
 from proxy.core.rendering import render
 from proxy.core.types import Chunk, FinishReason, SampleRequest, SampleResult
 
@@ -34,6 +45,7 @@ MODES = ("completions", "chat-continue", "chat-only")
 DEFAULT_MAX_N = 128  # the OpenAI API's limit on n
 MAX_API_STOPS = 4  # OpenAI accepts at most 4 stop strings; the rest are applied here
 MAX_SEED = 2**63  # seeds are int64 on the wire
+REDRAW_SEED_STRIDE = 7919  # a redrawn call's seed: away from the seeds plan_calls hands out
 # vLLM's flags for continuing a trailing assistant message (also TGI, tabbyAPI).
 CONTINUE_FLAGS = {"continue_final_message": True, "add_generation_prompt": False}
 
@@ -53,6 +65,18 @@ class _Call:
     @property
     def n(self) -> int:
         return len(self.indices)
+
+
+@dataclass
+class _Ctx:
+    """One sample call: the request as sent, and what happened on the way."""
+
+    request: SampleRequest
+    rendered: str  # completions mode: the prompt text (the prefix follows it)
+    api_stops: list[str]
+    stops: list[str]  # every stop string, also cut here
+    calls: int = 0  # HTTP requests made (redraws included)
+    notes: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -113,6 +137,10 @@ class OpenAISampler:
         self.max_n = cfg.max_n if cfg.max_n is not None else DEFAULT_MAX_N
         if self.max_n < 1:
             raise ConfigError(f"upstreams.{name}.max_n: must be >= 1")
+        self.n_learned = False  # max_n found by a short answer, not configured
+        if cfg.chat_template is not None and mode != "completions":
+            raise ConfigError(f"upstreams.{name}.chat_template: only for mode: completions (chat modes send messages)")
+        self.chat_template = load_chat_template(cfg.chat_template, name) if cfg.chat_template else None
         self._secret = resolve_secret(cfg.api_key)
         self.client = client or sdk.AsyncOpenAI(
             base_url=cfg.base_url, api_key=self._secret or "none", max_retries=0, timeout=cfg.timeout)
@@ -122,7 +150,8 @@ class OpenAISampler:
         self._errs = SDKErrors.of(sdk)
         self._encoding_name = tokens.encoding_name(cfg.model, cfg.tokenizer)
         self._label = f"upstream {name!r} (openai {mode})"
-        self._warned_n = False
+        verify = cfg.verify_continuation if cfg.verify_continuation is not None else mode == "chat-continue"
+        self.continuation = ContinuationCheck(self._label) if verify and mode != "chat-only" else None
 
     @classmethod
     def from_config(cls, name: str, cfg: UpstreamConfig, pool=None, **kw) -> "OpenAISampler":
@@ -130,6 +159,30 @@ class OpenAISampler:
 
     async def start(self) -> None:
         pass  # remote: nothing to load; failures surface on the first request
+
+    async def prepare(self, continuation: bool) -> None:
+        """Before a search that will continue partial answers: the continuation probe, once."""
+        if not continuation or self.continuation is None or not self.exact_continuation:
+            return
+        if await self.continuation.ensure(self._sample):
+            return
+        if self.cfg.on_no_continuation == "fail":
+            raise UpstreamCannotContinue(
+                f"{self._label} does not continue a partial answer ({self.continuation.detail}), so CBS cannot "
+                f"run on it. Fix: a server that continues a trailing assistant message (vLLM: "
+                f"continue_final_message), mode: completions, or on_no_continuation: bon-approx (guided "
+                f"Best-of-N) in upstreams.{self.name}", provider=self.name)
+        self.exact_continuation = False  # every later search: whole answers, labelled bon-approx
+        log.warning("%s: no exact continuation; its routes run guided Best-of-N (bon-approx)", self._label)
+
+    def capabilities(self) -> dict[str, Any]:
+        """What this upstream was found to do (shown in /v1/models, /metrics and the trace)."""
+        return {
+            "max_n": self.max_n,
+            "max_n_source": "learned" if self.n_learned else ("config" if self.cfg.max_n else "default"),
+            "continuation": ("none (chat-only)" if self.mode == "chat-only" else
+                             "not probed" if self.continuation is None else self.continuation.state),
+        }
 
     async def probe(self) -> None:
         """A cheap call that proves the upstream answers (GET /v1/models); raises if it does not."""
@@ -144,21 +197,60 @@ class OpenAISampler:
         if self.mode == "chat-only" and any(c.prefix for c in request.continuations):
             raise InvalidRequest(f"{self._label} cannot continue a partial answer (chat-only mode); "
                                  "only whole answers can be drawn")
-        api_stops, local_stops = split_stops(list(request.stop) + list(self.cfg.stop))
-        rendered = render(request.prompt, None, self.cfg.template).text if self.mode == "completions" else ""
+        return await self._sample(request)
+
+    async def _sample(self, request: SampleRequest) -> SampleResult:
+        stops = list(dict.fromkeys(s for s in (*request.stop, *self.cfg.stop) if s))
+        ctx = _Ctx(request, "", split_stops(stops)[0], stops)
+        if self.mode == "completions":
+            rendered = render(request.prompt, None, self.cfg.template, chat_template=self.chat_template,
+                              strict=self.name)
+            ctx.rendered = rendered.text
+            ctx.notes.update(f"{self._label}: its template has no place for the {d}; it was not sent"
+                             for d in rendered.dropped)
         calls = plan_calls(request, self.max_n)
+        if self.n_learned and any(c.n == self.max_n for c in calls) and len(calls) > len(
+                {(c.prefix, c.max_tokens) for c in calls}):
+            ctx.notes.add(f"{self._label} ignores n beyond {self.max_n}: draws are separate calls")
+        chunks = await draw_all([(c.indices, lambda c=c: self._draw(ctx, c)) for c in calls],
+                                len(request.continuations))
+        return SampleResult(chunks=chunks, calls=ctx.calls, exact=self.exact_continuation,
+                            notes=tuple(sorted(ctx.notes)))
 
-        def draw(call: _Call) -> Draw:
-            async def run() -> list[Chunk]:
-                drawn = await call_with_retry(
-                    lambda: self.limiter.run(lambda: self._request(request, call, rendered, api_stops)),
-                    policy=self.policy, errs=self._errs, label=self._label, provider=self.name,
-                    stats=self.stats, secrets=(self._secret,))
-                return await self._account(drawn, call, request, rendered, local_stops)
-            return call.indices, run
+    async def _draw(self, ctx: _Ctx, call: _Call) -> list[Chunk]:
+        """One call's chunks; draws a short answer withheld are drawn again (`_redraw`)."""
+        ctx.calls += 1
+        drawn = await call_with_retry(
+            lambda: self.limiter.run(lambda: self._request(ctx.request, call, ctx.rendered, ctx.api_stops)),
+            policy=self.policy, errs=self._errs, label=self._label, provider=self.name,
+            stats=self.stats, secrets=(self._secret,))
+        chunks = await self._account(drawn, call, ctx)
+        if len(chunks) < call.n:
+            chunks += await self._redraw(ctx, call, len(chunks))
+        return chunks
 
-        chunks = await draw_all([draw(c) for c in calls], len(request.continuations))
-        return SampleResult(chunks=chunks, calls=len(calls), exact=self.exact_continuation)
+    async def _redraw(self, ctx: _Ctx, call: _Call, got: int) -> list[Chunk]:
+        """A server that ignores or caps n: remember its limit, draw the rest now as parallel calls."""
+        if got < self.max_n:
+            self.max_n, self.n_learned = got, True
+            log.warning("%s returned %d choice(s) for n=%d: it ignores or caps n; drawing with n <= %d "
+                        "from now on (max_n: %d in its config says so up front)", self._label, got, call.n, got, got)
+        ctx.notes.add(f"{self._label} returned {got} of {call.n} choices for n={call.n}: "
+                      f"the rest were drawn as separate calls (its n limit: {self.max_n})")
+        missing = call.indices[got:]
+        subs = [_Call(missing[i:i + self.max_n], call.prefix, call.max_tokens,
+                      None if call.seed is None else (call.seed + REDRAW_SEED_STRIDE * (j + 1)) % MAX_SEED)
+                for j, i in enumerate(range(0, len(missing), self.max_n))]
+        parts = await asyncio.gather(*(self._draw(ctx, sub) for sub in subs), return_exceptions=True)
+        out: list[Chunk] = []
+        for sub, part in zip(subs, parts):
+            if isinstance(part, UpstreamError):
+                out += [Chunk(error=part.message) for _ in range(sub.n)]  # lost: the search counts them
+            elif isinstance(part, BaseException):
+                raise part
+            else:
+                out += part
+        return out
 
     def _params(self, request: SampleRequest, call: _Call, api_stops: list[str]) -> dict:
         kw: dict = {"model": self.cfg.model, "temperature": request.temperature}
@@ -208,20 +300,21 @@ class OpenAISampler:
         return _parse(resp, call.n, chat=True)
 
     # -- usage ---------------------------------------------------------------
-    async def _account(self, drawn: _Drawn, call: _Call, request: SampleRequest, rendered: str,
-                       local_stops: list[str]) -> list[Chunk]:
-        """Per-choice usage whose sums equal the API's totals.
+    async def _account(self, drawn: _Drawn, call: _Call, ctx: _Ctx) -> list[Chunk]:
+        """The returned choices as chunks, with per-choice usage whose sums equal the API's totals.
 
         The API bills a request once: its prompt tokens are split evenly over
         the n choices, its completion tokens in proportion to each choice's
         length (a choice cut by max_tokens wrote exactly max_tokens). With no
-        usage in the response, tiktoken estimates both.
+        usage in the response, tiktoken estimates both (and the notes say so).
         """
         n = len(drawn.texts)
         counted = call.max_tokens is None or any(f != "length" for f in drawn.finishes)
         enc = None
         if drawn.completion_tokens is None or drawn.prompt_tokens is None or (n > 1 and counted):
             enc = await tokens.load_encoding(self._encoding_name)
+        if drawn.completion_tokens is None or drawn.prompt_tokens is None:
+            ctx.notes.add(f"{self._label} reported no usage: token counts are tiktoken estimates")
 
         def length(i: int) -> int:
             if drawn.finishes[i] == "length" and call.max_tokens is not None:
@@ -238,24 +331,19 @@ class OpenAISampler:
         prompt_total = drawn.prompt_tokens
         if prompt_total is None:
             if self.mode == "completions":
-                prompt_total = tokens.count(enc, rendered + call.prefix)
+                prompt_total = tokens.count(enc, ctx.rendered + call.prefix)
             else:
-                prompt_total = tokens.count_messages(enc, self._messages(request, call))
+                prompt_total = tokens.count_messages(enc, self._messages(ctx.request, call))
         prompt = tokens.split_total(prompt_total, [1] * n)
 
         chunks = []
         for i in range(n):
-            text, finish = cut_at_stops(drawn.texts[i], drawn.finishes[i], local_stops)
+            # Every stop string is cut here too: the API takes at most 4, and some servers leave it in.
+            text, finish = cut_at_stops(drawn.texts[i], drawn.finishes[i], ctx.stops)
+            if len(text) < len(drawn.texts[i]) and any(s in drawn.texts[i] for s in ctx.api_stops):
+                ctx.notes.add(f"{self._label} left a stop string in its text: cut here")
             chunks.append(Chunk(text=text, finish_reason=finish, completion_tokens=completion[i],
                                 prompt_tokens=prompt[i]))
-        if n < call.n:
-            # A server that ignores `n` answers once: keep that draw, fail the rest.
-            if not self._warned_n:
-                self._warned_n = True
-                log.warning("%s returned %d choice(s) for n=%d; set max_n: 1 if it does not support n",
-                            self._label, n, call.n)
-            missing = f"{self._label}: returned {n} of {call.n} choices (set max_n: 1 if it has no n)"
-            chunks += [Chunk(error=missing) for _ in range(call.n - n)]
         return chunks
 
 

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Also accepted after the subcommand; SUPPRESS keeps an unset one from hiding the global --config.
     b.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file (as the global --config)")
     b.add_argument("--api-key", help="API key for --url (default: $W2S_API_KEY)")
+
+    c = sub.add_parser("check", help="probe a configured upstream: what it really does, and the config to use")
+    c.add_argument("upstream", help="an `upstreams:` name from config")
     return p
 
 
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             from proxy.batch.run import run_batch_cli
 
             return run_batch_cli(cfg, args)
+        if args.cmd == "check":
+            return asyncio.run(_check(cfg, args.upstream))
     except W2SError as e:
         print(f"w2s: error: {e}", file=sys.stderr)
         return 2
@@ -173,6 +178,27 @@ async def _generate(cfg, args) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+async def _check(cfg, name: str) -> int:
+    """Exit status 0 only when the upstream can run CBS as configured."""
+    from providers.probes import check
+    from providers.registry import make_sampler
+    from proxy.runtime.pool import ModelPool
+
+    if name not in cfg.upstreams:
+        raise ConfigError(f"unknown upstream {name!r} (configured: {', '.join(sorted(cfg.upstreams)) or 'none'})")
+    pool = ModelPool(cfg.models, frozenset(), cfg.torch_threads)
+    sampler = make_sampler(name, cfg.upstreams[name], pool)
+    try:
+        for model in sampler.model_names:
+            await pool.run(pool.get, model)
+        report = await check(sampler)
+    finally:
+        await sampler.aclose()
+        pool.close()
+    print("\n".join(report.lines()))
+    return 0 if report.blocking is None else 1
 
 
 def format_trace(result: SearchResult, width: int = 70) -> str:

@@ -117,6 +117,8 @@ class Engine:
     async def run(self, plan: Plan, prompt: Prompt, on_round: OnRound | None = None) -> SearchResult:
         rc = plan.route.config
         sampler = self.upstreams[rc.upstream]
+        # Probes what it must before the search plans (e.g. whether it really continues a prefix).
+        await sampler.prepare(continuation=plan.mode == "cbs")
         if rc.passthrough:
             # n independent draws, duplicates kept (what a client of `n` expects).
             result = await search(prompt, sampler, None, plan.params, on_round, distinct=False)

@@ -7,11 +7,21 @@ scripted per test: queued faults are served first, in order, then a `rule`
 
 It is for fault injection only: success-path behaviour is tested against the
 project's own pass-through server.
+
+Besides per-request faults it can misbehave the ways real OpenAI-compatible
+servers do (see DEVELOPERS' notes on real servers): `ignore_n` (one choice
+whatever n asks), `new_turn` (a trailing assistant message is answered with a
+fresh turn instead of continued), `include_usage = False` (no usage block) and
+`echo_stops` (the stop string is left in the text). Its text is " c0", " c1"...
+except for a comma-separated count, which it continues like a model at
+temperature 0 would ("..., 8, 9, 1" -> "0, 11, 12"): what the proxy's
+continuation probe asks.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -87,10 +97,36 @@ class Recorded:
 
 Rule = Callable[[str, dict], "Fault | None"]
 
+_COUNT = re.compile(r"(\d+), (\d*)$")
+
+
+def count_on(text: str, numbers: int = 8) -> str | None:
+    """The continuation of a comma-separated count ("1, 2, 3, 1" -> "0, 11, 12, ..."), or None."""
+    m = _COUNT.search(text)
+    if m is None:
+        return None
+    nxt = int(m.group(1)) + 1
+    if not str(nxt).startswith(m.group(2)):
+        return None
+    return str(nxt)[len(m.group(2)):] + "".join(f", {k}" for k in range(nxt + 1, nxt + numbers))
+
+
+def apply_stop(text: str, stops: list[str], echo: bool) -> tuple[str, bool]:
+    """Cut at the first stop string (kept in the text when `echo`, as some servers do)."""
+    hits = [(i, s) for s in stops if s and (i := text.find(s)) >= 0]
+    if not hits:
+        return text, False
+    i, s = min(hits)
+    return text[: i + len(s) if echo else i], True
+
 
 class FaultUpstream:
-    def __init__(self, include_usage: bool = True):
+    def __init__(self, include_usage: bool = True, ignore_n: bool = False, new_turn: bool = False,
+                 echo_stops: bool = False):
         self.include_usage = include_usage
+        self.ignore_n = ignore_n  # one choice, whatever n asks
+        self.new_turn = new_turn  # chat: a trailing assistant message gets a fresh answer, not a continuation
+        self.echo_stops = echo_stops  # the matched stop string stays in the text
         self.requests: list[Recorded] = []
         self.rule: Rule | None = None
         self._queue: deque[Fault] = deque()
@@ -184,15 +220,30 @@ class FaultUpstream:
                                                               "display_name": "fake", "created_at": "2026-01-01T00:00:00Z"}],
                                   "has_more": False, "first_id": "fake", "last_id": "fake"})
 
+    def _choices(self, body: dict, f: Fault, continued: str | None, default: str) -> list[tuple[str, str]]:
+        """(text, finish_reason) per choice: `continued` is the text the answer must continue."""
+        n = 1 if self.ignore_n else int(body.get("n") or 1)
+        stops = body.get("stop") or []
+        stops = [stops] if isinstance(stops, str) else list(stops)
+        out = []
+        for i in range(n):
+            counted = count_on(continued) if continued else None
+            # A server ignoring n answers every call afresh: its one text differs call to call.
+            tag = len(self.requests) - 1 if self.ignore_n else i
+            text = f.text if f.text is not None else (counted if counted is not None else f"{default}{tag}")
+            text, stopped = apply_stop(text, stops, self.echo_stops)
+            out.append((text, "stop" if stopped else (f.finish or "length")))
+        return out
+
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         def ok(body: dict, f: Fault) -> dict:
-            n = int(body.get("n") or 1)
-            texts = [f.text if f.text is not None else f" c{i}" for i in range(n)]
+            choices = self._choices(body, f, body.get("prompt") or "", " c")
+            n = len(choices)
             out = {
                 "id": f"cmpl-{next(self._ids)}", "object": "text_completion", "created": int(time.time()),
                 "model": body.get("model", "fake"),
-                "choices": [{"index": i, "text": t, "finish_reason": f.finish or "length", "logprobs": None}
-                            for i, t in enumerate(texts)],
+                "choices": [{"index": i, "text": t, "finish_reason": fin, "logprobs": None}
+                            for i, (t, fin) in enumerate(choices)],
             }
             if self.include_usage:
                 out["usage"] = {"prompt_tokens": 7, "completion_tokens": 3 * n, "total_tokens": 7 + 3 * n}
@@ -202,14 +253,21 @@ class FaultUpstream:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         def ok(body: dict, f: Fault) -> dict:
-            n = int(body.get("n") or 1)
-            texts = [f.text if f.text is not None else f" m{i}" for i in range(n)]
+            last = last_message(body)
+            continued = last.get("content") if last.get("role") == "assistant" else None
+            default = " m"
+            if self.new_turn and continued is not None:
+                # A fresh answer starts over, whatever was written already.
+                default = "The movie was great, and I'm glad I saw it"
+                continued = "0, " if count_on(continued) is not None else None  # a count starts again at 1
+            choices = self._choices(body, f, continued, default)
+            n = len(choices)
             out = {
                 "id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", "fake"),
                 "choices": [{"index": i, "message": {"role": "assistant", "content": t},
-                             "finish_reason": f.finish or "length", "logprobs": None}
-                            for i, t in enumerate(texts)],
+                             "finish_reason": fin, "logprobs": None}
+                            for i, (t, fin) in enumerate(choices)],
             }
             if self.include_usage:
                 out["usage"] = {"prompt_tokens": 9, "completion_tokens": 3 * n, "total_tokens": 9 + 3 * n}

@@ -65,6 +65,12 @@ class ScriptedSampler:
         if self.start_error is not None:
             raise self.start_error
 
+    async def prepare(self, continuation: bool) -> None:
+        pass
+
+    def capabilities(self) -> dict:
+        return {"continuation": "scripted"}
+
     async def sample(self, request: SampleRequest) -> SampleResult:
         self.requests.append(request)
         request = request.fold_prefill()

@@ -111,20 +111,20 @@ async def test_max_n_1_never_sends_n(fake):
     assert r.calls == 3
 
 
-async def test_server_ignoring_n_keeps_the_draw_and_fails_the_rest(fake):
-    # The fake honours n: play a server that does not by dropping choices.
-    s = openai_sampler(fake)
-    orig = s._request
-
-    async def one_choice(request, call, rendered, stops):
-        drawn = await orig(request, call, rendered, stops)
-        drawn.texts, drawn.finishes = drawn.texts[:1], drawn.finishes[:1]
-        return drawn
-
-    s._request = one_choice
-    r = await s.sample(req(("", 4), ("", 4)))
+async def test_a_server_ignoring_n_is_found_on_its_first_short_answer_and_the_rest_drawn_at_once(fake):
+    fake.ignore_n = True
+    s = openai_sampler(fake, mode="chat-continue")
+    r = await s.sample(req(("", 4), ("", 4), ("", 4), seed=3))
+    assert all(c.error is None for c in r.chunks) and len({c.text for c in r.chunks}) == 3
+    assert [x.body.get("n", 1) for x in fake.requests] == [3, 1, 1]  # the two missing, drawn in parallel
+    assert len({x.body["seed"] for x in fake.requests}) == 3  # each redraw with its own seed
+    assert r.calls == 3 and s.max_n == 1 and s.capabilities()["max_n_source"] == "learned"
+    assert any("returned 1 of 3 choices" in n for n in r.notes)
+    # Remembered: the next round asks for one draw a call from the start, and says so.
+    r2 = await s.sample(req(("", 4), ("", 4)))
     await s.aclose()
-    assert r.chunks[0].error is None and "1 of 2 choices" in r.chunks[1].error
+    assert [x.body.get("n", 1) for x in fake.requests[3:]] == [1, 1] and r2.calls == 2
+    assert any("ignores n beyond 1" in n for n in r2.notes)
 
 
 async def test_chat_continue_sends_the_partial_answer_with_continue_flags(fake):

@@ -281,6 +281,10 @@ async def test_engine_runs_every_remote_route_end_to_end(proxy, upstream):
                         ("r-anthropic", "cbs")):
         result = await eng.run(eng.plan(route, {"seed": 4}), prompt)
         calls = upstream.take()
+        if route == "r-chat-continue":  # first use: the continuation probe, once, before the search
+            probe, *calls = calls
+            assert probe.body["temperature"] == 0 and probe.body["messages"][-1]["content"].endswith("9, 1")
+            assert probe.response["choices"][0]["message"]["content"].startswith("0")  # Gemma continues it
         assert result.mode == mode, route
         assert result.best.text and result.upstream_calls == len(calls) > 0
         assert all(e.status == 200 for e in calls)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from proxy.api import protocol_anthropic as pa
 from proxy.api.job import Job
-from proxy.api.results import new_id, trace_if_asked, usage_counts
+from proxy.api.results import new_id, w2s_field, usage_counts
 from proxy.core.types import Answer, SearchResult
 
 
@@ -31,7 +31,7 @@ def message(result: SearchResult, job: Job, msg_id: str | None = None) -> pa.Mes
         stop_reason=reason, stop_sequence=seq,
         # One message comes back, so only the best answer's tokens count.
         usage=pa.Usage(input_tokens=p, output_tokens=best.completion_tokens),
-        w2s=trace_if_asked(result, job),
+        w2s=w2s_field(result, job),
     )
 
 
@@ -46,4 +46,4 @@ def message_delta(result: SearchResult, job: Job) -> pa.MessageDelta:
     reason, seq = stop_reason(best)
     return pa.MessageDelta(delta=pa.StopDelta(stop_reason=reason, stop_sequence=seq),
                            usage=pa.DeltaUsage(output_tokens=best.completion_tokens),
-                           w2s=trace_if_asked(result, job))
+                           w2s=w2s_field(result, job))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from proxy.api import protocol_openai as po
 from proxy.api.job import Job
-from proxy.api.results import new_id, now, trace_if_asked, usage_counts
+from proxy.api.results import new_id, now, w2s_field, usage_counts
 from proxy.core.types import SearchResult
 
 CHAT_URL = "/v1/chat/completions"
@@ -21,7 +21,7 @@ def chat_completion(result: SearchResult, job: Job) -> po.ChatCompletion:
         id=new_id("chatcmpl-"), created=now(), model=job.route,
         choices=[po.ChatChoice(index=i, message=po.AssistantMessage(content=a.text), finish_reason=a.finish_reason)
                  for i, a in enumerate(result.answers)],
-        usage=usage(result, job), w2s=trace_if_asked(result, job),
+        usage=usage(result, job), w2s=w2s_field(result, job),
     )
 
 
@@ -30,7 +30,7 @@ def completion(result: SearchResult, job: Job) -> po.Completion:
         id=new_id("cmpl-"), created=now(), model=job.route,
         choices=[po.CompletionChoice(index=i, text=a.text, finish_reason=a.finish_reason)
                  for i, a in enumerate(result.answers)],
-        usage=usage(result, job), w2s=trace_if_asked(result, job),
+        usage=usage(result, job), w2s=w2s_field(result, job),
     )
 
 

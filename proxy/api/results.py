@@ -1,7 +1,9 @@
 """What a finished search tells the client, whatever the API: ids, usage, the trace.
 
 The trace (`"w2s": {"trace": true}`, `w2s generate --json`) is versioned: a
-consumer checks `version` before reading it.
+consumer checks `version` before reading it. Without the trace, a response
+still carries a small `w2s` field whenever the search degraded (draws lost,
+an upstream worked around): never silently.
 """
 from __future__ import annotations
 
@@ -56,13 +58,23 @@ def trace_body(result: SearchResult, job: Job) -> dict[str, Any]:
         "upstream_completion_tokens": result.upstream_completion_tokens,
         "scorer_tokens": result.scorer_tokens,
         "budget_exhausted": result.budget_exhausted,
+        "lost_draws": result.lost_draws,
+        "notes": list(result.notes),
         "answers": [dataclasses.asdict(a) for a in result.answers],
         "rounds": [dataclasses.asdict(r) for r in result.rounds],
     })
 
 
-def trace_if_asked(result: SearchResult, job: Job) -> dict[str, Any] | None:
-    return trace_body(result, job) if job.trace else None
+def summary(result: SearchResult) -> dict[str, Any] | None:
+    """What went less than planned, when something did: draws lost, upstream workarounds, a fallback."""
+    if not (result.lost_draws or result.notes):
+        return None
+    return {"mode": result.mode, "lost_draws": result.lost_draws, "notes": list(result.notes)}
+
+
+def w2s_field(result: SearchResult, job: Job) -> dict[str, Any] | None:
+    """The response's `w2s` field: the whole trace when asked for, else the summary (or nothing)."""
+    return trace_body(result, job) if job.trace else summary(result)
 
 
 def _finite(v: Any) -> Any:

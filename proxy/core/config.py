@@ -38,6 +38,9 @@ class UpstreamConfig:
     provider: str  # local | openai | anthropic
     model: str  # a `models:` name for local, the API's model id otherwise
     template: str | None = None  # "{system}", "{prompt}" format string; None = model's chat template
+    # completions mode: the upstream model's own chat template, to send a chat whole (every turn):
+    # a tokenizer directory, a GGUF file or a Jinja template string.
+    chat_template: str | None = None
     stop: list[str] = field(default_factory=list)
     max_batch_rows: int = 32  # local: rows per generate call when concurrent searches merge (1 = never)
     # Remote providers (see providers/openai.py, providers/anthropic.py).
@@ -45,7 +48,11 @@ class UpstreamConfig:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # os.environ/NAME
     extra_body: dict = field(default_factory=dict)
-    max_n: int | None = None  # split n into several calls above this; 1 = no n support
+    max_n: int | None = None  # split n into several calls above this; 1 = no n support (learned if not set)
+    # Probe that the upstream really continues a partial answer before CBS relies on it
+    # (providers/continuation.py). None: on for chat-continue, off for completions.
+    verify_continuation: bool | None = None
+    on_no_continuation: str = "bon-approx"  # bon-approx: guided Best-of-N, labelled; fail: a 502 naming the fix
     concurrency: int = 16
     requests_per_minute: float | None = None
     timeout: float = 60.0
@@ -205,6 +212,8 @@ def _check_upstream(cfg: Config, name: str, up: UpstreamConfig) -> None:
         raise ConfigError(f"upstreams.{name}.model: {up.model!r} is not in models:")
     if up.mode is not None and up.mode not in ("completions", "chat-continue", "chat-only"):
         raise ConfigError(f"upstreams.{name}.mode: must be completions, chat-continue or chat-only")
+    if up.on_no_continuation not in ("bon-approx", "fail"):
+        raise ConfigError(f"upstreams.{name}.on_no_continuation: must be bon-approx or fail")
 
 
 def _check_route(cfg: Config, name: str, r: RouteConfig) -> None:

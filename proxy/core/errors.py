@@ -121,3 +121,16 @@ class UpstreamUnavailable(W2SError):
         super().__init__(message)
         self.retry_after = retry_after
         self.provider = provider
+
+
+class UpstreamCannotContinue(W2SError):
+    """The upstream answers, but cannot continue a partial answer, and its config says fail rather than degrade."""
+
+    status = 502
+    type = "upstream_error"
+    anthropic_type = "api_error"
+    code = "upstream_cannot_continue"
+
+    def __init__(self, message: str, *, provider: str = ""):
+        super().__init__(message)
+        self.provider = provider

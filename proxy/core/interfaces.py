@@ -5,7 +5,7 @@ over a real model, a remote API or a scripted test part.
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from proxy.core.types import Prompt, SampleRequest, SampleResult, ScoreItem
 
@@ -23,6 +23,18 @@ class Sampler(Protocol):
 
     async def start(self) -> None:
         """Called once the models are loaded, before the first request (probes, warm-up)."""
+        ...
+
+    async def prepare(self, continuation: bool) -> None:
+        """Called before each search; `continuation`: it will continue partial answers (CBS).
+
+        An upstream whose continuation is not yet verified probes it here, so the
+        search plans with the truth (`exact_continuation`), or refuses as configured.
+        """
+        ...
+
+    def capabilities(self) -> dict[str, Any]:
+        """What the upstream was found to do (n limit, continuation...): shown in /v1/models and /metrics."""
         ...
 
     async def sample(self, request: SampleRequest) -> SampleResult:

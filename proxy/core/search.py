@@ -161,7 +161,7 @@ class _Search:
         score_seconds = time.perf_counter() - t0
         self.result.scorer_tokens += scorer_tokens
         self.kept = self.select(candidates)
-        trace = self.trace(index, candidates, spent, scorer_tokens, score_seconds, sampled.exact)
+        trace = self.trace(index, candidates, spent, scorer_tokens, score_seconds, sampled)
         self.result.rounds.append(trace)
         if self.on_round is not None:
             maybe = self.on_round(trace, [b.text for b in self.kept])
@@ -235,6 +235,8 @@ class _Search:
         if not sampled.exact and self.exact:
             self.exact = False  # found mid-search: no more continuation, whole answers only
             r.mode = mode_of(self.params, exact=False)
+        r.lost_draws += spent.failed
+        r.note(*sampled.notes)
         r.upstream_calls += spent.calls
         r.upstream_prompt_tokens += spent.prompt_tokens
         r.upstream_completion_tokens += spent.completion_tokens
@@ -274,7 +276,7 @@ class _Search:
         return ranked[: self.width]
 
     def trace(self, index: int, candidates: list[_Beam], spent: _Spent, scorer_tokens: int,
-              score_seconds: float, exact: bool) -> RoundTrace:
+              score_seconds: float, sampled: SampleResult) -> RoundTrace:
         kept = {id(b) for b in self.kept}
         return RoundTrace(
             index=index,
@@ -287,7 +289,8 @@ class _Search:
             sample_seconds=spent.seconds,
             score_seconds=score_seconds,
             failed_chunks=spent.failed,
-            exact=exact,
+            exact=sampled.exact,
+            notes=list(sampled.notes),
         )
 
 

@@ -120,6 +120,9 @@ class SampleResult:
     chunks: list[Chunk]  # one per continuation, same order
     calls: int = 0  # upstream API calls made for this batch
     exact: bool = True  # False when the provider could not continue the prefix exactly
+    # What the provider had to work around, in words the client sees (the response's `w2s.notes`):
+    # an upstream that ignored n, reported no usage, echoed stop strings, could not hold the system prompt.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,9 @@ class RoundTrace:
     scorer_tokens: int
     sample_seconds: float
     score_seconds: float
-    failed_chunks: int = 0
+    failed_chunks: int = 0  # draws planned but lost (failed after retries): fewer candidates than planned
     exact: bool = True
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -201,6 +205,11 @@ class SearchResult:
     scorer_tokens: int = 0
     budget_exhausted: bool = False
     mode: str = "cbs"  # "cbs", "bon", "sample", or "bon-approx" for chat-only upstreams
+    lost_draws: int = 0  # draws that failed after their retries, over every round
+    notes: list[str] = field(default_factory=list)  # every round's notes, each once
+
+    def note(self, *notes: str) -> None:
+        self.notes.extend(n for n in notes if n not in self.notes)
 
     @property
     def best(self) -> Answer:

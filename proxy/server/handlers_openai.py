@@ -8,7 +8,7 @@ from aiohttp import web
 from proxy.api import openai_bodies as ob
 from proxy.api import protocol_openai as po
 from proxy.api.job import Job
-from proxy.api.results import trace_if_asked
+from proxy.api.results import w2s_field
 from proxy.api.wire_errors import openai_body
 from proxy.core.errors import W2SError
 from proxy.core.types import Answer, SearchResult
@@ -61,11 +61,11 @@ class _Events:
         await sse.send(self.chunks.finish(index, answer.finish_reason))
 
     async def done(self, sse: EventStream, result: SearchResult) -> None:
-        trace = trace_if_asked(result, self.job)
+        w2s = w2s_field(result, self.job)  # the trace, or what degraded: in a last chunk with no choices
         if self.include_usage:
-            await sse.send(self.chunks.event([], usage=ob.usage(result, self.job), w2s=trace))
-        elif trace is not None:
-            await sse.send(self.chunks.event([], w2s=trace))
+            await sse.send(self.chunks.event([], usage=ob.usage(result, self.job), w2s=w2s))
+        elif w2s is not None:
+            await sse.send(self.chunks.event([], w2s=w2s))
         await sse.send("[DONE]")
 
     async def error(self, sse: EventStream, err: W2SError) -> None:
@@ -85,10 +85,13 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 def _card(svc: Service, info: RouteInfo) -> po.ModelCard:
-    # Route name, mode and description only: upstream keys and URLs stay private.
+    # Route name, mode, description and what its upstream was found to do: keys and URLs stay private.
+    engine = svc.loaded()
+    upstream = info.config.upstream
     return po.ModelCard(id=info.name, created=svc.started_at, w2s={
         "mode": info.mode,
         "description": info.config.description,
         "exact_continuation": info.exact,
-        "default": info.name == svc.loaded().config.default_route,
+        "default": info.name == engine.config.default_route,
+        "upstream": {"name": upstream, **engine.upstreams[upstream].capabilities()},
     })

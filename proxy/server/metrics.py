@@ -154,12 +154,17 @@ class _Live(Collector):
         fails = GaugeMetricFamily("w2s_upstream_consecutive_failures", "failed upstream calls in a row",
                                   labels=["upstream"])
         cooldowns = CounterMetricFamily("w2s_upstream_cooldowns_total", "cooldowns started", labels=["upstream"])
+        max_n = GaugeMetricFamily("w2s_upstream_max_n", "draws one upstream call may ask for (n), as configured "
+                                  "or as learned from a server that ignores or caps n", labels=["upstream"])
         for name, guard in engine.upstreams.items():
             h = guard.health
             cooling.add_metric([name], float(h.cooling_down))
             fails.add_metric([name], h.consecutive_failures)
             cooldowns.add_metric([name], h.cooldowns)
-        yield from (cooling, fails, cooldowns)
+            n = guard.capabilities().get("max_n")
+            if isinstance(n, int):
+                max_n.add_metric([name], n)
+        yield from (cooling, fails, cooldowns, max_n)
 
 
 def _histogram(name: str, doc: str, seen: dict[float, int], buckets: tuple[float, ...]) -> HistogramMetricFamily:

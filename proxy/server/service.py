@@ -156,6 +156,7 @@ def stats_headers(result: SearchResult | None, job: Job) -> dict[str, str]:
         "x-w2s-upstream-prompt-tokens": str(result.upstream_prompt_tokens),
         "x-w2s-upstream-completion-tokens": str(result.upstream_completion_tokens),
         "x-w2s-scorer-tokens": str(result.scorer_tokens),
+        "x-w2s-lost-draws": str(result.lost_draws),  # planned draws that failed: fewer candidates than planned
     })
     if result.budget_exhausted:
         h["x-w2s-budget-exhausted"] = "true"

@@ -1,0 +1,50 @@
+"""A model's own chat template (Jinja, as Hugging Face tokenizers carry it), rendered without the model.
+
+A completions upstream gets raw text, so a chat must be rendered the way the
+*upstream* model was trained to read it, every turn. The template comes from
+the model's tokenizer directory, its GGUF file or the config
+(providers/chat_templates.py loads it); rendering it needs only Jinja, in the
+same sandbox transformers uses.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+from proxy.core.errors import ConfigError, InvalidRequest
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    source: str  # the Jinja text
+    bos_token: str = ""
+    eos_token: str = ""
+    origin: str = "config"  # where it came from, for messages
+
+    @cached_property
+    def _compiled(self):
+        from jinja2 import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message: str):
+            raise TemplateError(message)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        env.globals["strftime_now"] = time.strftime  # some templates print today's date
+        try:
+            return env.from_string(self.source)
+        except TemplateError as e:
+            raise ConfigError(f"chat template from {self.origin} does not compile: {e}") from None
+
+    def render(self, messages: list[dict]) -> str:
+        """The conversation, then the start of the assistant's turn (add_generation_prompt)."""
+        from jinja2 import TemplateError
+
+        try:
+            return self._compiled.render(messages=messages, add_generation_prompt=True,
+                                         bos_token=self.bos_token, eos_token=self.eos_token)
+        except TemplateError as e:
+            raise InvalidRequest(f"the upstream's chat template ({self.origin}) refused this conversation: {e}",
+                                 param="messages") from None
