@@ -144,6 +144,7 @@
           say(`Round ${msg.data.index} scored; searching on…`);
         } else if (msg.event === 'done') {
           show(W2STrace.normalize(msg.data.trace), false);
+          $('answer').dataset.searchId = msg.data.search_id || ''; // null: this replica keeps no searches
           say('Done.');
           loadRecent();
         } else if (msg.event === 'error') {

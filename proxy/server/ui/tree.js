@@ -18,6 +18,7 @@ const W2STree = (() => {
   const visible = (s) => s.replace(/\n/g, '⏎').replace(/\t/g, '⇥');
   const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + '…' : s);
   const fmtScore = (s) => (s == null ? '—' : (s >= 0 ? '+' : '') + s.toFixed(2));
+  const plural = (n, word) => n + ' ' + word + (n === 1 ? '' : 's');
 
   // Rows: round 0 by score; later rounds grouped under their parent's row, then by score.
   function layout(rounds) {
@@ -63,7 +64,7 @@ const W2STree = (() => {
       const g = el('g', { class: 'round', 'data-round': r });
       g.appendChild(el('text', { class: 'round-head', x: xOf(r), y: 16 }, 'round ' + rd.index));
       g.appendChild(el('text', { class: 'round-sub', x: xOf(r), y: 31 },
-        rd.upstream_calls + ' calls · ' + rd.upstream_completion_tokens + ' tok · ' +
+        plural(rd.upstream_calls, 'call') + ' · ' + rd.upstream_completion_tokens + ' tok · ' +
         (rd.sample_seconds + rd.score_seconds).toFixed(1) + ' s'));
       rd.candidates.forEach((c, i) => {
         const y = yOf(rows[r][i]);
