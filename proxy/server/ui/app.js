@@ -113,8 +113,10 @@
 
   function request() {
     const num = (id) => ($(id).value === '' ? null : Number($(id).value));
-    const w2s = { w: num('w'), k: num('k'), l: num('l'), max_tokens: num('max-tokens') };
-    if (num('seed') != null) w2s.seed = num('seed');
+    const w2s = { l: num('l') }; // an empty L is Best-of-N; any other empty field keeps the route's setting
+    for (const [key, id] of [['w', 'w'], ['k', 'k'], ['max_tokens', 'max-tokens'], ['seed', 'seed']]) {
+      if (num(id) != null) w2s[key] = num(id);
+    }
     return { model: $('route').value, prompt: $('prompt').value, chat: $('chat').checked, w2s };
   }
 
@@ -124,7 +126,7 @@
     const body = request();
     const route = state.info.routes.find((r) => r.name === body.model);
     const live = {
-      version: 2, route: body.model, mode: route ? route.mode : '', params: body.w2s,
+      version: 2, route: body.model, mode: route ? route.mode : '', params: Object.assign({}, route && route.search, body.w2s),
       prompt: { text: body.prompt, chars: body.prompt.length, truncated: false }, rounds: [], answers: [],
     };
     const ctrl = new AbortController();
