@@ -93,46 +93,56 @@ def latency(src: Path, out: Path) -> Path:
     rows = md_table(src, "concurrent requests")
     levels = [r for r in rows if r["concurrent requests"].isdigit()]
     reference = next((r for r in rows if not r["concurrent requests"].isdigit()), None)
-    xs = list(range(len(levels)))
-    labels = [r["concurrent requests"] for r in levels]
-    floor = [number(r["floor: rounds x latency + scoring (s)"]) for r in levels]
-    e2e = [number(r["end-to-end mean (s)"]) for r in levels]
-    p90 = [number(r["p90 (s)"]) for r in levels]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    w = 0.38
-    left.bar([x - w / 2 for x in xs], floor, w, label="floor: rounds x 200 ms + scoring", color="#9aa3ad")
-    left.bar([x + w / 2 for x in xs], e2e, w, yerr=[[0] * len(xs), [p - m for p, m in zip(p90, e2e)]],
-             capsize=3, label="end-to-end mean (whisker: p90)", color="#e07b00")
-    for x, r, top in zip(xs, levels, p90):
-        left.text(x + w / 2, top * 1.08, r["end-to-end / floor"] + "x floor", ha="center", fontsize=8.5)
-    left.set_yscale("log")
-    left.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 5, 10, 20, 50, 100]))
-    left.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    left.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    left.set_ylim(min(floor) / 1.5, max(p90) * 1.6)
-    left.set_xticks(xs, labels)
-    left.set_xlabel("concurrent requests")
-    left.set_ylabel("seconds per request (log scale)")
-    left.set_title("Time per request against its floor", fontsize=10)
-    left.legend(fontsize=8.5, loc="upper left")
-    thr = [number(r["throughput (req/s)"]) for r in levels]
-    right.bar(xs, thr, 0.55, color="#4c78a8", label="through the proxy")
-    for x, r, t in zip(xs, levels, thr):
-        right.text(x, t + 0.01, f"{r['vs sequential reference']} the sequential loop\nscorer busy {r['scorer busy']}",
-                   ha="center", va="bottom", fontsize=8.5)
-    if reference is not None:
-        right.axhline(number(reference["throughput (req/s)"]), color="#444", ls="--", lw=1,
-                      label="sequential reference (1 upstream call at a time)")
-    right.set_xticks(xs, labels)
-    right.set_xlabel("concurrent requests")
-    right.set_ylabel("requests per second")
-    right.set_ylim(0, max(thr) * 1.45)
-    right.set_xlim(-0.75, len(xs) - 0.25)  # room for the first bar's label
-    right.set_title("Throughput against a sequential loop", fontsize=10)
-    right.legend(fontsize=8.5, loc="upper left")
+    _times(left, levels)
+    _throughput(right, levels, reference)
     fig.suptitle("Latency through the proxy (bench/latency.py): 200 ms upstream, CBS W=K=2, L=8, 32 tokens",
                  fontsize=11)
     return _save(fig, out)
+
+
+def _times(ax, levels: list[dict[str, str]]) -> None:
+    """Time per request against its floor, per concurrency level (log scale)."""
+    xs = list(range(len(levels)))
+    floor = [number(r["floor: rounds x latency + scoring (s)"]) for r in levels]
+    e2e = [number(r["end-to-end mean (s)"]) for r in levels]
+    p90 = [number(r["p90 (s)"]) for r in levels]
+    w = 0.38
+    ax.bar([x - w / 2 for x in xs], floor, w, label="floor: rounds x 200 ms + scoring", color="#9aa3ad")
+    ax.bar([x + w / 2 for x in xs], e2e, w, yerr=[[0] * len(xs), [p - m for p, m in zip(p90, e2e)]],
+           capsize=3, label="end-to-end mean (whisker: p90)", color="#e07b00")
+    for x, r, top in zip(xs, levels, p90):
+        ax.text(x + w / 2, top * 1.08, r["end-to-end / floor"] + "x floor", ha="center", fontsize=8.5)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 5, 10, 20, 50, 100]))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_ylim(min(floor) / 1.5, max(p90) * 1.6)
+    ax.set_xticks(xs, [r["concurrent requests"] for r in levels])
+    ax.set_xlabel("concurrent requests")
+    ax.set_ylabel("seconds per request (log scale)")
+    ax.set_title("Time per request against its floor", fontsize=10)
+    ax.legend(fontsize=8.5, loc="upper left")
+
+
+def _throughput(ax, levels: list[dict[str, str]], reference: dict[str, str] | None) -> None:
+    """Requests per second per concurrency level, against the sequential loop."""
+    xs = list(range(len(levels)))
+    thr = [number(r["throughput (req/s)"]) for r in levels]
+    ax.bar(xs, thr, 0.55, color="#4c78a8", label="through the proxy")
+    for x, r, t in zip(xs, levels, thr):
+        ax.text(x, t + 0.01, f"{r['vs sequential reference']} the sequential loop\nscorer busy {r['scorer busy']}",
+                ha="center", va="bottom", fontsize=8.5)
+    if reference is not None:
+        ax.axhline(number(reference["throughput (req/s)"]), color="#444", ls="--", lw=1,
+                   label="sequential reference (1 upstream call at a time)")
+    ax.set_xticks(xs, [r["concurrent requests"] for r in levels])
+    ax.set_xlabel("concurrent requests")
+    ax.set_ylabel("requests per second")
+    ax.set_ylim(0, max(thr) * 1.45)
+    ax.set_xlim(-0.75, len(xs) - 0.25)  # room for the first bar's label
+    ax.set_title("Throughput against a sequential loop", fontsize=10)
+    ax.legend(fontsize=8.5, loc="upper left")
 
 
 def _save(fig, out: Path) -> Path:

@@ -137,9 +137,8 @@ def _quiet_libraries() -> None:
         pass
 
 
-async def _generate(cfg, args) -> int:
-    from proxy.engine import Engine  # torch: only for the commands that run models here
-
+def _prompt(args) -> Prompt:
+    """PROMPT, or the --messages file."""
     if args.messages:
         try:
             with open(args.messages) as f:
@@ -148,12 +147,16 @@ async def _generate(cfg, args) -> int:
             raise W2SError(f"cannot read messages file {args.messages}: {e}") from None
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise W2SError("--messages must be a JSON list of {role, content} objects")
-        prompt = Prompt.chat(messages)
-    elif args.prompt is not None:
-        prompt = Prompt.raw(args.prompt)
-    else:
-        raise W2SError("give a PROMPT or --messages FILE")
+        return Prompt.chat(messages)
+    if args.prompt is not None:
+        return Prompt.raw(args.prompt)
+    raise W2SError("give a PROMPT or --messages FILE")
 
+
+async def _generate(cfg, args) -> int:
+    from proxy.engine import Engine  # torch: only for the commands that run models here
+
+    prompt = _prompt(args)
     if args.trace_json and not Path(args.trace_json).resolve().parent.is_dir():
         raise W2SError(f"--trace-json: no such directory for {args.trace_json}")
     engine = Engine(cfg)

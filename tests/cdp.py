@@ -101,7 +101,7 @@ class Browser:
         target = (await self.send("Target.createTarget", url="about:blank"))["targetId"]
         session = (await self.send("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
         page = self.pages[session] = Page(self, session)
-        for domain in ("Page", "Runtime", "Network", "DOM"):
+        for domain in ("Page", "Runtime", "Network", "DOM", "Log"):
             await page.send(f"{domain}.enable")
         await page.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
                         deviceScaleFactor=1, mobile=False)
@@ -171,6 +171,12 @@ class Page:
     def requests(self) -> list[dict]:
         """Every request the page made: {"url", "method", "headers"}."""
         return [p["request"] for m, p in self.events if m == "Network.requestWillBeSent"]
+
+    def browser_errors(self) -> list[str]:
+        """What the browser itself complained about (a Content-Security-Policy violation, a bad
+        attribute...), leaving out failed HTTP statuses, which a test asks for on purpose."""
+        return [p["entry"]["text"] for m, p in self.events if m == "Log.entryAdded"
+                and p["entry"]["level"] == "error" and p["entry"].get("source") != "network"]
 
     def script_errors(self) -> list[str]:
         return [p["exceptionDetails"].get("exception", {}).get("description") or p["exceptionDetails"].get("text", "")

@@ -92,14 +92,33 @@ def same_nodes(drawn: list[dict], trace: dict) -> None:
 async def test_a_playground_search_in_a_real_browser(auth_live: LiveServer, browser, tmp_path):
     page = await browser.new_page()
     await page.goto(f"{auth_live.base}/ui")
-    # 1. No key yet: the page says it needs one (its data endpoints answered 401).
+    await enter_the_key(page)
+    await search_and_watch_the_rounds(page)
+    trace = await the_tree_is_the_apis_trace(page, auth_live)
+    await hovering_shows_the_details(page, trace)
+    await page.screenshot(screenshot_dir(tmp_path) / "ui-playground.png")
+    # Every request stayed on 127.0.0.1, and the key rode in a header, never in a URL.
+    requests = page.requests()
+    hosts = {urlsplit(r["url"]).hostname for r in requests if not r["url"].startswith(("data:", "about:"))}
+    assert hosts == {"127.0.0.1"}, hosts
+    assert not any(TEST_KEY in r["url"] for r in requests)
+    api_calls = [r for r in requests if "/ui/api/" in r["url"]]
+    assert any(r["url"].endswith("/ui/api/search") and r["method"] == "POST" for r in api_calls)
+    assert all(r["headers"].get("Authorization") == f"Bearer {TEST_KEY}" for r in api_calls[1:])
+    assert page.script_errors() == [] and page.browser_errors() == []  # no policy violation either
+
+
+async def enter_the_key(page) -> None:
+    """No key yet: the page says it needs one (its data endpoints answered 401); typed in, the routes arrive."""
     await page.wait_for("document.getElementById('status').dataset.kind === 'warn'")
     assert "API key" in await page.evaluate("document.getElementById('status').textContent")
-    # 2. The key, typed in; the routes arrive.
     await page.evaluate(fill("key", TEST_KEY))
     await page.evaluate("document.querySelector('#key-form button[type=submit]').click(), true")
     await page.wait_for("document.getElementById('route').options.length > 0 && !document.getElementById('run').disabled")
-    # 3. A seeded search, started from the playground, watched render by render.
+
+
+async def search_and_watch_the_rounds(page) -> None:
+    """A seeded search started from the playground: rounds 1 and 2 are drawn before the answer arrives."""
     for field, value in (("route", GUIDED), ("prompt", PROMPT), ("w", PARAMS["w"]), ("k", PARAMS["k"]),
                          ("l", PARAMS["l"]), ("max-tokens", PARAMS["max_tokens"]), ("seed", PARAMS["seed"])):
         await page.evaluate(fill(field, value))
@@ -109,44 +128,38 @@ async def test_a_playground_search_in_a_real_browser(auth_live: LiveServer, brow
     renders = await page.evaluate("window.renders")
     answered = next(r["t"] for r in renders if r.get("answer"))
     intermediate = {r["tree"] for r in renders if "tree" in r and not r["final"] and r["t"] < answered}
-    assert {1, 2} <= intermediate, renders  # rounds 1 and 2 were on screen before the answer
+    assert {1, 2} <= intermediate, renders
     final = [r for r in renders if r.get("final")]
     assert len(final) == 1 and final[0]["tree"] == 3
 
-    # 4. The final tree is the API's trace of this search: as kept by the server, and as the
-    #    OpenAI API returns for the same seeded request.
+
+async def the_tree_is_the_apis_trace(page, server: LiveServer) -> dict:
+    """The final tree, node for node: the trace the server kept of this search, and the trace the
+    OpenAI API returns for the same seeded request. -> the kept trace."""
     search_id = await page.evaluate("document.getElementById('answer').dataset.searchId")
-    status, _, raw = http(f"{auth_live.base}/ui/api/searches/{search_id}", headers={"x-api-key": TEST_KEY})
+    status, _, raw = http(f"{server.base}/ui/api/searches/{search_id}", headers={"x-api-key": TEST_KEY})
     assert status == 200
     trace = json.loads(raw)
     drawn = await page.evaluate(NODES)
     same_nodes([dict(n) for n in drawn], trace)
-    api = openai.OpenAI(base_url=auth_live.v1, api_key=TEST_KEY, max_retries=0).completions.create(
+    api = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0).completions.create(
         model=GUIDED, prompt=PROMPT, extra_body={"w2s": {**PARAMS, "trace": True}}).model_extra["w2s"]
     assert api["params"] == trace["params"]
     same_nodes([dict(n) for n in drawn], api)
     answer = await page.evaluate("document.getElementById('answer-text').textContent")
     assert answer == trace["answers"][0]["text"] == api["answers"][0]["text"]
     assert sum(n["on_path"] for n in drawn) == 3
+    return trace
 
-    # 5. Hovering a node shows its whole text, its tokens and its round's upstream calls.
+
+async def hovering_shows_the_details(page, trace: dict) -> None:
+    """The answer's last node: its whole text, its token counts, its round's upstream calls."""
     last = trace["answers"][0]["path"][-1]
     await page.hover(f"#tree g.node[data-round='2'][data-index='{last}']")
     await page.wait_for("!document.getElementById('tooltip').hidden")
     tip = await page.evaluate("document.getElementById('tooltip').innerText")
     assert "upstream calls" in tip and "tokens (this chunk / path)" in tip
     assert " ".join(trace["answers"][0]["text"].split()) in " ".join(tip.split())
-    await page.screenshot(screenshot_dir(tmp_path) / "ui-playground.png")
-
-    # 6. Every request stayed on 127.0.0.1, the key rode in a header, never in a URL.
-    requests = page.requests()
-    hosts = {urlsplit(r["url"]).hostname for r in requests if not r["url"].startswith(("data:", "about:"))}
-    assert hosts == {"127.0.0.1"}, hosts
-    assert not any(TEST_KEY in r["url"] for r in requests)
-    api_calls = [r for r in requests if "/ui/api/" in r["url"]]
-    assert any(r["url"].endswith("/ui/api/search") and r["method"] == "POST" for r in api_calls)
-    assert all(r["headers"].get("Authorization") == f"Bearer {TEST_KEY}" for r in api_calls[1:])
-    assert page.script_errors() == []
 
 
 async def write_traces(tmp_path: Path) -> tuple[Path, Path, dict]:
@@ -197,7 +210,7 @@ async def test_a_trace_file_opens_offline(browser, tmp_path):
     await page.screenshot(screenshot_dir(tmp_path) / "ui-offline.png")
     urls = [r["url"] for r in page.requests()]
     assert all(u.startswith("file://") for u in urls), urls  # the page itself, nothing else
-    assert page.script_errors() == []
+    assert page.script_errors() == [] and page.browser_errors() == []
 
 
 def test_view_refuses_a_file_without_a_trace(tmp_path):

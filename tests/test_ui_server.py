@@ -3,9 +3,11 @@ searches. A real server and Engine over scripted parts (tests/scripted.py): the 
 known and a search takes milliseconds. The browser itself: tests/test_ui_browser.py."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
+import aiohttp
 import openai
 import pytest
 
@@ -141,6 +143,23 @@ def test_a_failure_after_the_first_round_is_an_error_event(ui_server):
     assert status == 200 and [e for e, _ in events] == ["round", "error"]
     assert events[-1][1]["error"]["type"] == "upstream_error"
     assert json.loads(srv.get("/ui/api/searches")[2])["searches"] == []  # only finished searches are kept
+
+
+async def test_leaving_the_playground_stream_cancels_the_search(ui_server):
+    srv = ui_server(seconds=0.3)
+    sampler = srv.engine.samplers["up"]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{srv.base}/ui/api/search", json={**SEARCH, "w2s": {"l": 1, "max_tokens": 8}}) as r:
+            async for line in r.content:
+                if line.startswith(b"event: round"):
+                    break  # the page's Stop button: the fetch is aborted after round 0
+    for _ in range(100):
+        if sampler.cancelled:
+            break
+        await asyncio.sleep(0.05)
+    assert sampler.cancelled == 1 and sampler.calls < 8  # the draw in flight was cancelled, no more followed
+    assert srv.metrics()['w2s_searches_total{mode="cbs",outcome="cancelled",route="fake-cbs"}'] == 1
+    assert json.loads(srv.get("/ui/api/searches")[2])["searches"] == []
 
 
 def test_recent_searches_are_bounded_newest_first_cut_and_keyless(ui_server):

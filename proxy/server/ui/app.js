@@ -139,20 +139,7 @@
       const res = await api('/ui/api/search', {
         method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal: ctrl.signal,
       });
-      for await (const msg of events(res)) {
-        if (msg.event === 'round') {
-          live.rounds.push(msg.data);
-          show(live, true);
-          say(`Round ${msg.data.index} scored; searching on…`);
-        } else if (msg.event === 'done') {
-          show(W2STrace.normalize(msg.data.trace), false);
-          $('answer').dataset.searchId = msg.data.search_id || ''; // null: this replica keeps no searches
-          say('Done.');
-          loadRecent();
-        } else if (msg.event === 'error') {
-          say('The search failed: ' + msg.data.error.message, 'error');
-        }
-      }
+      for await (const msg of events(res)) received(msg, live);
     } catch (e) {
       say(e.name === 'AbortError' ? 'Stopped: the search was cancelled.' : 'The search failed: ' + e.message,
         e.name === 'AbortError' ? 'info' : 'error');
@@ -160,6 +147,22 @@
       state.running = null;
       $('run').disabled = !(state.info && state.info.ready);
       $('stop').disabled = true;
+    }
+  }
+
+  // One event of the playground's stream: a round to draw, the finished search, or its failure.
+  function received(msg, live) {
+    if (msg.event === 'round') {
+      live.rounds.push(msg.data);
+      show(live, true);
+      say(`Round ${msg.data.index} scored; searching on…`);
+    } else if (msg.event === 'done') {
+      show(W2STrace.normalize(msg.data.trace), false);
+      $('answer').dataset.searchId = msg.data.search_id || ''; // null: this replica keeps no searches
+      say('Done.');
+      loadRecent();
+    } else if (msg.event === 'error') {
+      say('The search failed: ' + msg.data.error.message, 'error');
     }
   }
 
