@@ -168,6 +168,12 @@ class Page:
         node = await self.send("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector=selector)
         await self.send("DOM.setFileInputFiles", nodeId=node["nodeId"], files=[str(p) for p in paths])
 
+    async def drop(self, path: Path, x: float = 700, y: float = 400) -> None:
+        """Drag the file at `path` onto the page and drop it at (x, y), as a user would."""
+        data = {"items": [], "files": [str(path)], "dragOperationsMask": 1}
+        for kind in ("dragEnter", "dragOver", "drop"):
+            await self.send("Input.dispatchDragEvent", type=kind, x=x, y=y, data=data)
+
     def requests(self) -> list[dict]:
         """Every request the page made: {"url", "method", "headers"}."""
         return [p["request"] for m, p in self.events if m == "Network.requestWillBeSent"]

@@ -5,7 +5,8 @@
    final tree is the API's trace of that search node for node. No request leaves 127.0.0.1
    and the key is never in a URL.
 2. A trace file, offline: `w2s view FILE` writes one self-contained page; opened from disk it
-   draws the tree without any request, and its file picker reads batch output (and version 1).
+   draws the tree without any request; its file picker reads batch output (and version 1), and
+   a file dropped on it opens too.
 
 Screenshots go to $W2S_SCREENSHOTS (a directory) when set, else to the test's temp directory.
 About a minute on 2 CPU cores, most of it the models' search.
@@ -208,6 +209,11 @@ async def test_a_trace_file_opens_offline(browser, tmp_path):
     await page.wait_for("document.querySelector('#summary pre').textContent.includes('no prompt')")
     same_nodes([dict(n) for n in await page.evaluate(NODES)], trace)  # version 1, upgraded: the same tree
     await page.screenshot(screenshot_dir(tmp_path) / "ui-offline.png")
+    # Drag and drop: the single trace file, dropped on the tree.
+    await page.drop(single)
+    await page.wait_for("document.getElementById('status').textContent === 'Opened trace.json.'")
+    assert await page.evaluate("document.querySelectorAll('#file-list button').length") == 1
+    assert await page.evaluate("document.querySelector('#summary pre').textContent") == trace["prompt"]["text"]
     urls = [r["url"] for r in page.requests()]
     assert all(u.startswith("file://") for u in urls), urls  # the page itself, nothing else
     assert page.script_errors() == [] and page.browser_errors() == []
