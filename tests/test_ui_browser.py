@@ -38,7 +38,8 @@ RECORDER = """(() => {
   window.renders = [];
   const now = () => performance.now();
   new MutationObserver((records) => { for (const r of records) for (const n of r.addedNodes)
-    if (n.tagName === 'svg') window.renders.push({tree: +n.dataset.rounds, final: n.dataset.final === 'true', t: now()});
+    if (n.tagName === 'svg')
+      window.renders.push({tree: +n.dataset.rounds, final: n.dataset.final === 'true', t: now()});
   }).observe(document.getElementById('tree'), {childList: true});
   new MutationObserver(() => window.renders.push({answer: !document.getElementById('answer').hidden, t: now()}))
     .observe(document.getElementById('answer'), {attributes: true, attributeFilter: ['hidden']});
@@ -115,7 +116,8 @@ async def enter_the_key(page) -> None:
     assert "API key" in await page.evaluate("document.getElementById('status').textContent")
     await page.evaluate(fill("key", TEST_KEY))
     await page.evaluate("document.querySelector('#key-form button[type=submit]').click(), true")
-    await page.wait_for("document.getElementById('route').options.length > 0 && !document.getElementById('run').disabled")
+    await page.wait_for("document.getElementById('route').options.length > 0"
+                        " && !document.getElementById('run').disabled")
 
 
 async def search_and_watch_the_rounds(page) -> None:

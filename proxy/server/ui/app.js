@@ -92,7 +92,8 @@
     const prompt = document.createElement('pre');
     prompt.className = 'prompt';
     if (trace.prompt) {
-      prompt.textContent = trace.prompt.text + (trace.prompt.truncated ? ` … (cut: ${trace.prompt.chars} characters)` : '');
+      const cut = trace.prompt.truncated ? ` … (cut: ${trace.prompt.chars} characters)` : '';
+      prompt.textContent = trace.prompt.text + cut;
     } else {
       prompt.textContent = '(this trace carries no prompt)';
     }
@@ -126,7 +127,8 @@
     const body = request();
     const route = state.info.routes.find((r) => r.name === body.model);
     const live = {
-      version: 2, route: body.model, mode: route ? route.mode : '', params: Object.assign({}, route && route.search, body.w2s),
+      version: 2, route: body.model, mode: route ? route.mode : '',
+      params: Object.assign({}, route && route.search, body.w2s),
       prompt: { text: body.prompt, chars: body.prompt.length, truncated: false }, rounds: [], answers: [],
     };
     const ctrl = new AbortController();
@@ -137,7 +139,8 @@
     say('Searching…');
     try {
       const res = await api('/ui/api/search', {
-        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal: ctrl.signal,
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+        signal: ctrl.signal,
       });
       for await (const msg of events(res)) received(msg, live);
     } catch (e) {
@@ -174,7 +177,8 @@
       info = await (await api('/ui/api/info')).json();
     } catch (e) {
       if (e.status === 401) {
-        say(state.key ? 'That key was refused: enter a valid one.' : 'This server needs an API key: enter it above.', 'warn');
+        say(state.key ? 'That key was refused: enter a valid one.' : 'This server needs an API key: enter it above.',
+          'warn');
         $('key').focus();
       } else {
         say('Cannot reach the server: ' + e.message, 'error');
@@ -218,7 +222,8 @@
       b.dataset.id = s.id;
       const head = document.createElement('span');
       head.className = 'when';
-      head.textContent = `${new Date(s.created * 1000).toLocaleTimeString()} · ${s.route} · ${s.mode} · ${s.rounds} rounds`;
+      const when = new Date(s.created * 1000).toLocaleTimeString();
+      head.textContent = `${when} · ${s.route} · ${s.mode} · ${s.rounds} rounds`;
       const prompt = document.createElement('span');
       prompt.className = 'what';
       prompt.textContent = s.prompt + (s.prompt_truncated ? '…' : '');

@@ -128,7 +128,8 @@ const W2STree = (() => {
       ['parent', c.parent == null ? '—' : 'round ' + (rd.index - 1) + ' #' + c.parent],
       ['tokens (this chunk / path)', c.chunk_tokens + ' / ' + c.tokens],
       ['round: upstream calls', rd.upstream_calls],
-      ['round: upstream tokens (prompt + completion)', rd.upstream_prompt_tokens + ' + ' + rd.upstream_completion_tokens],
+      ['round: upstream tokens (prompt + completion)',
+        rd.upstream_prompt_tokens + ' + ' + rd.upstream_completion_tokens],
       ['round: scorer tokens', rd.scorer_tokens],
       ['round: sample / score s', rd.sample_seconds.toFixed(2) + ' / ' + rd.score_seconds.toFixed(2)],
     ];
