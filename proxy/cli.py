@@ -1,4 +1,4 @@
-"""`w2s`: generate one answer, serve the proxy, or align a JSONL file.
+"""`w2s`: generate one answer, serve the proxy, align a JSONL file, or view a trace file.
 
 Every error a user can cause (bad config, missing model, unknown route) is one
 line on stderr and exit status 2, not a traceback.
@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from proxy.core.errors import ConfigError, W2SError
 from proxy.core.types import Prompt, SearchResult
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", "--route", dest="route", help="route name from config (default: default_route)")
     g.add_argument("--trace", action="store_true", help="print every round as a table")
     g.add_argument("--json", action="store_true", help="print the result as JSON")
+    g.add_argument("--trace-json", metavar="FILE", help="write the search trace (the page's schema) to FILE")
     _search_flags(g)
 
     s = sub.add_parser("serve", help="run the OpenAI/Anthropic-compatible server")
@@ -75,8 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file (as the global --config)")
     b.add_argument("--api-key", help="API key for --url (default: $W2S_API_KEY)")
 
+    b.add_argument("--trace", action="store_true", help="every output body carries its search trace (w2s.trace)")
+
     c = sub.add_parser("check", help="probe a configured upstream: what it really does, and the config to use")
     c.add_argument("upstream", help="an `upstreams:` name from config")
+
+    v = sub.add_parser("view", help="open a trace file in the search page, offline (no server, no models)")
+    v.add_argument("file", help="a trace (--trace-json), a response with w2s.trace, or batch output")
+    v.add_argument("-o", "--output", help="the HTML file to write (default: w2s-view-NAME.html in the temp dir)")
+    v.add_argument("--no-open", action="store_true", help="only write the page; do not start a browser")
     return p
 
 
@@ -88,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet_libraries()
     try:
+        if args.cmd == "view":  # needs no config: a file and the page
+            return _view(args)
         from proxy.core.config import load_config
 
         cfg = load_config(args.config)
@@ -132,9 +143,8 @@ def _quiet_libraries() -> None:
         pass
 
 
-async def _generate(cfg, args) -> int:
-    from proxy.engine import Engine  # torch: only for the commands that run models here
-
+def _prompt(args) -> Prompt:
+    """PROMPT, or the --messages file."""
     if args.messages:
         try:
             with open(args.messages) as f:
@@ -143,12 +153,18 @@ async def _generate(cfg, args) -> int:
             raise W2SError(f"cannot read messages file {args.messages}: {e}") from None
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise W2SError("--messages must be a JSON list of {role, content} objects")
-        prompt = Prompt.chat(messages)
-    elif args.prompt is not None:
-        prompt = Prompt.raw(args.prompt)
-    else:
-        raise W2SError("give a PROMPT or --messages FILE")
+        return Prompt.chat(messages)
+    if args.prompt is not None:
+        return Prompt.raw(args.prompt)
+    raise W2SError("give a PROMPT or --messages FILE")
 
+
+async def _generate(cfg, args) -> int:
+    from proxy.engine import Engine  # torch: only for the commands that run models here
+
+    prompt = _prompt(args)
+    if args.trace_json and not Path(args.trace_json).resolve().parent.is_dir():
+        raise W2SError(f"--trace-json: no such directory for {args.trace_json}")
     engine = Engine(cfg)
     plan = engine.plan(args.route, _overrides(args))  # a bad route or flag fails before loading anything
     t0 = time.perf_counter()
@@ -159,6 +175,8 @@ async def _generate(cfg, args) -> int:
     finally:
         await engine.aclose()
     wall = time.perf_counter() - t0
+    if args.trace_json:
+        _write_trace(args.trace_json, result, plan, prompt)
     if args.json:
         import dataclasses
 
@@ -199,6 +217,47 @@ async def _check(cfg, name: str) -> int:
         pool.close()
     print("\n".join(report.lines()))
     return 0 if report.blocking is None else 1
+def _write_trace(path: str, result: SearchResult, plan, prompt: Prompt) -> None:
+    from proxy.api.job import Job
+    from proxy.api.trace import trace_body
+
+    body = trace_body(result, Job(plan, prompt, trace=True))
+    try:
+        Path(path).write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise W2SError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _view(args) -> int:
+    """Write the page around the file and open it: `w2s view FILE`."""
+    import tempfile
+    import webbrowser
+
+    from proxy.api.trace import READABLE_VERSIONS, traces_in
+    from proxy.server.ui.standalone import standalone_html
+
+    src = Path(args.file)
+    try:
+        text = src.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise W2SError(f"cannot read {src}: {getattr(e, 'strerror', None) or e}") from None
+    found = [t for _, t in traces_in(text)]
+    if not found:
+        raise W2SError(f"{src}: holds no w2s search trace (write one with `w2s generate --trace-json`, "
+                       "\"w2s\": {\"trace\": true} or `w2s batch --trace`)")
+    unknown = sorted({str(t.get("version")) for t in found if t.get("version") not in READABLE_VERSIONS})
+    if unknown:
+        raise W2SError(f"{src}: trace version {', '.join(unknown)}; this w2s reads versions "
+                       f"{', '.join(map(str, READABLE_VERSIONS))}")
+    out = Path(args.output) if args.output else Path(tempfile.gettempdir()) / f"w2s-view-{src.stem}.html"
+    try:
+        out.write_text(standalone_html(src.name, text), encoding="utf-8")
+    except OSError as e:
+        raise W2SError(f"cannot write {out}: {e.strerror or e}") from None
+    print(f"w2s view: {len(found)} trace(s) from {src} -> {out}", file=sys.stderr)
+    if not args.no_open and not webbrowser.open(out.resolve().as_uri()):
+        print(f"w2s view: no browser to start here; open {out} in one", file=sys.stderr)
+    return 0
 
 
 def format_trace(result: SearchResult, width: int = 70) -> str:

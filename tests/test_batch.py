@@ -189,6 +189,24 @@ async def test_mixed_file_in_process(engine, tmp_path, capsys):
         assert recs[cid]["error"]["message"] == recs[cid]["response"]["body"]["error"]["message"]
 
 
+async def test_trace_flag_puts_the_search_trace_in_every_body(engine, tmp_path):
+    from proxy.api.trace import traces_in
+
+    inp = write_lines(tmp_path / "in.jsonl", [
+        line({"id": "a", "prompt": "Review of Jaws:", **FAST}),
+        line({"id": "b", "prompt": "Review of Up:", "w2s": {"max_tokens": 2}}),  # its own overrides are kept
+    ])
+    out = tmp_path / "out.jsonl"
+    report = await run_batch(engine.config, options(inp, out, route="passthrough", trace=True), engine=engine)
+    assert (report.done, report.failed) == (2, 0)
+    recs = assert_each_once(out, {"a", "b"})
+    for cid, prompt in (("a", "Review of Jaws:"), ("b", "Review of Up:")):
+        trace = recs[cid]["response"]["body"]["w2s"]
+        assert trace["version"] == 2 and trace["prompt"]["text"] == prompt and len(trace["rounds"]) == 1
+    assert recs["b"]["response"]["body"]["w2s"]["params"]["max_tokens"] == 2
+    assert [label for label, _ in traces_in(out.read_text())] == ["a", "b"]  # what `w2s view` and the page read
+
+
 @pytest.mark.slow
 async def test_resume_repairs_a_partial_last_line(engine, tmp_path):
     items = [line({"id": f"p{i}", "prompt": f"Review number {i}:", **FAST}) for i in range(3)]

@@ -26,12 +26,26 @@ def write_config(tmp_path, data) -> str:
 
 def test_generate_with_trace(tmp_path):
     cfg = write_config(tmp_path, make_config_dict())
+    trace_file = tmp_path / "trace.json"
     r = w2s("--config", cfg, "--threads", "1", "generate", "The movie was", "--model", "w2s-test",
-            "-w", "2", "-k", "2", "-l", "4", "--max-tokens", "8", "--seed", "1", "--trace")
+            "-w", "2", "-k", "2", "-l", "4", "--max-tokens", "8", "--seed", "1", "--trace",
+            "--trace-json", str(trace_file))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip(), "an answer is printed"
     assert "round" in r.stderr and "kept" in r.stderr and "*" in r.stderr  # the trace table
     assert "cbs, 2 rounds" in r.stderr
+    trace = json.loads(trace_file.read_text())  # the page's schema (proxy/api/trace.py)
+    assert trace["version"] == 2 and trace["route"] == "w2s-test" and len(trace["rounds"]) == 2
+    assert trace["prompt"] == {"text": "The movie was", "chars": 13, "truncated": False}
+    best = trace["answers"][0]
+    assert best["text"].strip() == r.stdout.splitlines()[0].strip() and len(best["path"]) == 2
+    assert "".join(trace["rounds"][i]["candidates"][c]["chunk"] for i, c in enumerate(best["path"])) == best["text"]
+
+
+def test_trace_json_into_a_missing_directory_fails_before_any_work(tmp_path):
+    cfg = write_config(tmp_path, make_config_dict())
+    _one_line_error(w2s("--config", cfg, "generate", "x", "--trace-json", str(tmp_path / "no" / "t.json")),
+                    "--trace-json")
 
 
 def test_generate_json_and_messages_file(tmp_path):

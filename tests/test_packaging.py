@@ -1,6 +1,6 @@
 """The wheel is complete: built from this tree, installed into a fresh venv, every
-subpackage imports from the venv (not the checkout) and the embedded default
-config ships with it.
+subpackage imports from the venv (not the checkout), and the embedded default
+config and the search page's files ship with it.
 
 An editable install hides a missing subpackage (the checkout is on the path),
 so this runs the installed copy from a directory outside the checkout. The
@@ -17,6 +17,9 @@ import venv
 import zipfile
 from pathlib import Path
 
+from proxy.server.ui import asset_bytes
+from proxy.server.ui.routes import ASSETS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHECK = r"""
@@ -32,8 +35,11 @@ for pkg in ("proxy", "providers", "scorers"):
 outside = [m.__name__ for m in mods if venv not in Path(m.__file__).resolve().parents]
 from proxy.core.config import default_config_path, load_config
 cfg = load_config()
+from proxy.server.ui import asset_bytes
+from proxy.server.ui.routes import ASSETS
 print(json.dumps({"modules": sorted(m.__name__ for m in mods), "outside": outside,
-                  "config": str(default_config_path()), "routes": sorted(cfg.routes)}))
+                  "config": str(default_config_path()), "routes": sorted(cfg.routes),
+                  "page": {name: len(asset_bytes(name)) for name in ASSETS}}))
 """
 
 
@@ -54,6 +60,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_every_subpackage_imports(tmp_p
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith("/data/share/w2s-proxy/config.yaml") for n in names)
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    assert {f"proxy/server/ui/{name}" for name in ASSETS} <= set(names)  # the page ships in the wheel
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
@@ -68,4 +75,5 @@ def test_the_wheel_installs_into_a_fresh_venv_and_every_subpackage_imports(tmp_p
     assert set(got["modules"]) == shipped
     assert got["outside"] == [], f"imported from outside the venv: {got['outside']}"
     assert Path(got["config"]).is_relative_to(env_dir) and "w2s-default" in got["routes"]
+    assert got["page"] == {name: len(asset_bytes(name)) for name in ASSETS}  # read from the installed copy
     assert "usage: w2s" in run(str(env_dir / "bin" / "w2s"), "--help", cwd=tmp_path)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from proxy.api import protocol_anthropic as pa
 from proxy.api.job import Job
-from proxy.api.results import new_id, w2s_field, usage_counts
+from proxy.api.results import new_id, usage_counts
+from proxy.api.trace import w2s_field
 from proxy.core.types import Answer, SearchResult
 
 

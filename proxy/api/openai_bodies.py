@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from proxy.api import protocol_openai as po
 from proxy.api.job import Job
-from proxy.api.results import new_id, now, w2s_field, usage_counts
+from proxy.api.results import new_id, now, usage_counts
+from proxy.api.trace import w2s_field
 from proxy.core.types import SearchResult
 
 CHAT_URL = "/v1/chat/completions"

@@ -48,6 +48,7 @@ class BatchOptions:
     api_key: str | None = None  # for --url
     retry_failed: bool = False
     progress: bool = True
+    trace: bool = False  # every body carries its search trace (as "w2s": {"trace": true} would)
 
     @classmethod
     def from_args(cls, args) -> "BatchOptions":
@@ -55,7 +56,7 @@ class BatchOptions:
             input=Path(args.input), output=Path(args.output), route=args.route,
             concurrency=args.concurrency, url=args.url,
             api_key=getattr(args, "api_key", None) or os.environ.get("W2S_API_KEY"),
-            retry_failed=args.retry_failed, progress=not args.no_progress,
+            retry_failed=args.retry_failed, progress=not args.no_progress, trace=getattr(args, "trace", False),
         )
 
 
@@ -244,6 +245,8 @@ class _Run:
         body = item.body
         if self.opts.route is not None and body.get("model") is None:
             body = {**body, "model": self.opts.route}
+        if self.opts.trace and isinstance(body.get("w2s"), (dict, type(None))):
+            body = {**body, "w2s": {**(body.get("w2s") or {}), "trace": True}}
         if body.get("stream") is True:
             err = InvalidRequest("stream: not supported in batch requests", param="stream")
             return Outcome(new_id("req_"), err.status, openai_body(err))

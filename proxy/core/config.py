@@ -109,6 +109,21 @@ class ScorerConfig:
 
 
 @dataclass
+class UIConfig:
+    """The search page at /ui (proxy/server/ui/): behind server.api_keys like /v1."""
+
+    enabled: bool = True
+    recent_searches: int = 50  # finished searches each server process keeps in memory for the page; 0 = none
+    recent_max_mb: float = 32.0  # and at most this much trace JSON: the oldest go first
+    prompt_chars: int = 200  # a kept search's prompt is cut to this many characters
+
+    def __post_init__(self) -> None:
+        for name in ("recent_searches", "recent_max_mb", "prompt_chars"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"ui.{name}: must be 0 or more")
+
+
+@dataclass
 class Config:
     models: dict[str, ModelConfig] = field(default_factory=dict)
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
@@ -117,6 +132,7 @@ class Config:
     default_route: str | None = None
     server: ServerConfig = field(default_factory=ServerConfig)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
     # torch intra-op threads for the model thread; None = torch's default (every core).
     # On a CPU box shared with other work, 1 can be several times faster.
     torch_threads: int | None = None

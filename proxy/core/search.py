@@ -143,7 +143,7 @@ class _Search:
             if all(b.finished for b in self.kept):
                 break
         n = self.params.n
-        self.result.answers = [Answer(b.text, b.score, b.finish_reason, b.tokens, b.stop_sequence)
+        self.result.answers = [Answer(b.text, b.score, b.finish_reason, b.tokens, b.stop_sequence, b.index)
                                for b in self.kept[:n]]
         return self.result
 

@@ -193,6 +193,7 @@ class Answer:
     finish_reason: FinishReason
     completion_tokens: int  # upstream tokens on this answer's path
     stop_sequence: str | None = None  # the stop string that ended it, when known
+    candidate: int | None = None  # its index among the last round's candidates: where its trace path ends
 
 
 @dataclass

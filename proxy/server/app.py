@@ -29,6 +29,7 @@ from proxy.server import handlers_anthropic, handlers_openai
 from proxy.server.http_errors import as_w2s_error, error_response
 from proxy.server.metrics import CONTENT_TYPE, ProxyMetrics
 from proxy.server.service import ROUTE_KEY, SERVICE, Service
+from proxy.server.ui import routes as ui_routes
 
 if TYPE_CHECKING:
     from proxy.engine import Engine
@@ -40,9 +41,9 @@ CONFIG = web.AppKey("w2s_config", Config)
 API_KEYS = web.AppKey("w2s_api_keys", tuple)
 LOADING = web.AppKey("w2s_loading", asyncio.Task)
 
-# The endpoints a client must authenticate for; ops endpoints stay open (they
-# expose no prompts, answers or secrets).
-PROTECTED_PREFIX = "/v1/"
+# The endpoints a client must authenticate for; ops endpoints and the page's
+# static files stay open (they expose no prompts, answers or secrets).
+PROTECTED_PREFIXES = ("/v1/", ui_routes.API_PREFIX)
 
 
 def create_app(config: Config, engine: Engine | None = None) -> web.Application:
@@ -59,7 +60,7 @@ def create_app(config: Config, engine: Engine | None = None) -> web.Application:
         client_max_size=config.server.max_body_bytes,
         middlewares=[_errors_and_metrics, _auth],
     )
-    app[SERVICE] = Service(engine, config.server, metrics)
+    app[SERVICE] = Service(engine, config.server, metrics, ui_routes.recent_searches(config.ui))
     app[OWNS_ENGINE] = owns
     app[CONFIG] = config
     # Resolved now: a missing os.environ/NAME key fails at startup, not per request.
@@ -74,6 +75,8 @@ def create_app(config: Config, engine: Engine | None = None) -> web.Application:
     r.add_get("/health", health)
     r.add_get("/ready", ready)
     r.add_get("/metrics", metrics_text)
+    if config.ui.enabled:
+        ui_routes.add_routes(app)
     return app
 
 
@@ -120,7 +123,7 @@ async def _load(svc: Service, config: Config) -> None:
 @web.middleware
 async def _auth(request: web.Request, handler):
     keys = request.app[API_KEYS]
-    if keys and request.path.startswith(PROTECTED_PREFIX):
+    if keys and request.path.startswith(PROTECTED_PREFIXES):
         given = _presented_key(request)
         if given is None:
             raise AuthError("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",

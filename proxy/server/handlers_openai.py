@@ -8,7 +8,7 @@ from aiohttp import web
 from proxy.api import openai_bodies as ob
 from proxy.api import protocol_openai as po
 from proxy.api.job import Job
-from proxy.api.results import w2s_field
+from proxy.api.trace import w2s_field
 from proxy.api.wire_errors import openai_body
 from proxy.core.errors import W2SError
 from proxy.core.types import Answer, SearchResult

@@ -20,6 +20,7 @@ from proxy.core.errors import NotReady, UpstreamTimeout, W2SError
 from proxy.core.types import RoundTrace, SearchResult
 from proxy.server.admission import Admission
 from proxy.server.metrics import ProxyMetrics
+from proxy.server.recent import RecentSearches
 
 if TYPE_CHECKING:
     from proxy.engine import Engine
@@ -31,6 +32,7 @@ M = TypeVar("M", bound=BaseModel)
 RoundHook = Callable[[RoundTrace, list[str]], Awaitable[None]]
 
 ROUTE_KEY = web.RequestKey("w2s_route", str)  # the resolved route, for the metrics labels
+SEARCH_ID = web.RequestKey("w2s_search_id", str)  # the finished search, when the recent searches keep it
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
@@ -50,12 +52,14 @@ def client_gone(request: web.Request) -> bool:
 
 
 class Service:
-    def __init__(self, engine: Engine | None, server: ServerConfig, metrics: ProxyMetrics):
+    def __init__(self, engine: Engine | None, server: ServerConfig, metrics: ProxyMetrics,
+                 recent: RecentSearches | None = None):
         # None until built off the event loop (importing torch alone takes
         # seconds): see proxy.server.app._load.
         self.engine = engine
         self.server = server
         self.metrics = metrics
+        self.recent = recent  # finished searches for the page (proxy/server/ui/); None: the page is off
         self.admission = Admission(server.max_concurrent_searches, server.max_queue)
         self.load_error: str | None = None  # set when the models failed to load
         self.started_at = now()
@@ -91,6 +95,7 @@ class Service:
             try:
                 result = await self._search(engine, job, on_round)
                 outcome = "ok"
+                self._keep(result, job, request)
                 return result
             except _DeadlinePassed:
                 outcome = "timeout"
@@ -105,6 +110,11 @@ class Service:
                 raise
             finally:
                 self.metrics.search_done(job.route, job.mode, outcome, loop.time() - t0)
+
+    def _keep(self, result: SearchResult, job: Job, request: web.Request) -> None:
+        search_id = self.recent.add(result, job) if self.recent is not None else None
+        if search_id is not None:
+            request[SEARCH_ID] = search_id
 
     async def _search(self, engine: Engine, job: Job, on_round: RoundHook | None) -> SearchResult:
         """The search under server.request_timeout (_DeadlinePassed when that deadline passes)."""
