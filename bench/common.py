@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import math
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -123,3 +126,26 @@ def run_main(name: str, ap, run, report) -> None:
     print(text)
     quick = "_quick" if getattr(args, "quick", False) else ""
     print(f"wrote {write_result(name + quick, text, args.out)}", file=sys.stderr)
+
+
+async def until_loaded(client) -> None:
+    """Wait for an app that loads its models in the background (503 until then); `client`: AsyncOpenAI."""
+    import openai
+
+    while True:
+        try:
+            await client.models.list()
+            return
+        except openai.APIStatusError:
+            await asyncio.sleep(0.5)
+
+
+def w2s_check(config: dict, upstream: str) -> tuple[int, str]:
+    """Run `w2s check UPSTREAM` in a subprocess on `config` -> (exit status, what it printed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "check.json"  # JSON is YAML
+        path.write_text(json.dumps(config))
+        done = subprocess.run([sys.executable, "-m", "proxy.cli", "--config", str(path), "check", upstream],
+                              cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+                              timeout=600)
+    return done.returncode, (done.stdout + done.stderr).strip()

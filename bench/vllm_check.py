@@ -12,16 +12,12 @@ Writes bench/results/vllm_check.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import ROOT, machine, run_main, today  # noqa: E402
+from bench.common import machine, run_main, today, until_loaded, w2s_check  # noqa: E402
 
 POSITIVE = "You are a film critic who writes glowing, enthusiastic, positive reviews."
 NEGATIVE = "You are a film critic who hates every movie and writes harsh, negative reviews."
@@ -49,13 +45,6 @@ def config(base: str, model_dir: str) -> dict:
     }
 
 
-def w2s_check(cfg_path: Path, name: str) -> tuple[int, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "proxy.cli", "--config", str(cfg_path), "check", name],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    return done.returncode, (done.stdout + done.stderr).strip()
-
-
 def excerpt(trace: dict) -> str:
     """The trace, shortened: per round, each candidate's score, kept/finished and text."""
     lines = [f"mode {trace['mode']}, {len(trace['rounds'])} rounds, {trace['upstream_calls']} upstream calls, "
@@ -75,23 +64,13 @@ async def run(args):
     from proxy.server.app import create_app, start
 
     cfg_dict = config(args.base, args.model_dir)
-    out: dict = {"checks": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "vllm.yaml"
-        path.write_text(json.dumps(cfg_dict))  # JSON is YAML
-        for name in ("vllm-completions", "vllm-chat"):
-            out["checks"][name] = w2s_check(path, name)
+    out: dict = {"checks": {name: w2s_check(cfg_dict, name) for name in ("vllm-completions", "vllm-chat")}}
     cfg = parse_config(cfg_dict, "vllm bench")
     runner, port = await start(create_app(cfg))
     try:
         client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
                                     timeout=600)
-        while True:  # the app loads the guide in the background
-            try:
-                await client.models.list()
-                break
-            except openai.APIStatusError:
-                await asyncio.sleep(1)
+        await until_loaded(client)
         for route in ("cbs-completions", "cbs-chat"):
             raw = await client.chat.completions.with_raw_response.create(
                 model=route, messages=CHAT, extra_body={"w2s": {"trace": True}})

@@ -208,6 +208,9 @@ class OpenAISampler:
             ctx.rendered = rendered.text
             ctx.notes.update(f"{self._label}: its template has no place for the {d}; it was not sent"
                              for d in rendered.dropped)
+        if self.continuation is not None and self.continuation.state == "failed":
+            ctx.notes.add(f"{self._label} does not continue a partial answer ({self.continuation.detail}): "
+                          "whole answers only, guided Best-of-N (bon-approx)")
         calls = plan_calls(request, self.max_n)
         if self.n_learned and any(c.n == self.max_n for c in calls) and len(calls) > len(
                 {(c.prefix, c.max_tokens) for c in calls}):

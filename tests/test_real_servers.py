@@ -107,6 +107,7 @@ def test_a_server_that_starts_a_new_turn_is_never_used_for_cbs(odd):
                                                                  "content": "1, 2, 3, 4, 5, 6, 7, 8, 9, 1"}
     assert probe["continue_final_message"] is True
     assert all(x.body["messages"][-1]["role"] == "user" for x in fake.requests[1:])  # no prefix sent again
+    assert any("does not continue a partial answer" in n for n in trace["notes"])
     info = card(srv, "odd-cbs")
     assert info["mode"] == "bon-approx" and info["upstream"]["continuation"] == "failed"
 
