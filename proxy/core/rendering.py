@@ -56,7 +56,6 @@ def plain_transcript(messages: list[dict]) -> str:
     return "".join(parts)
 
 
-
 def common_prefix_len(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
