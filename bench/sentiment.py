@@ -120,7 +120,7 @@ async def run_method(engine, method: Method, prompts, args, indices: list[int]) 
 
 def upstream_loglik_rows(model, tok, opening: str, answers: list[tuple[str, str]]):
     """Rows for log p_upstream(answer [+ EOS if it stopped] | opening)."""
-    from scorers.pair import common_prefix_len
+    from proxy.core.rendering import common_prefix_len
     from scorers.rows import Row
 
     prompt_ids = tok(opening, add_special_tokens=True)["input_ids"]

@@ -15,6 +15,7 @@ from providers.row_sampling import RowSampler, RowSettings, row_seed
 from proxy.core.config import UpstreamConfig
 from proxy.core.rendering import check_fits, render
 from proxy.core.types import Chunk, SampleRequest, SampleResult
+from proxy.runtime.adapters import generate_kwargs
 from proxy.runtime.loading import LoadedModel
 from proxy.runtime.pool import ModelPool
 
@@ -108,6 +109,8 @@ class LocalSampler:
             gen_kw.update(stopping_criteria=StoppingCriteriaList([RowLimits(in_len, limits)]))
         if stops:
             gen_kw.update(stop_strings=list(stops), tokenizer=tok)
+        # Weights shared with an adapter guide: every row runs with this model's own adapter (or none).
+        gen_kw.update(generate_kwargs(model, m.adapter, len(texts)))
         with torch.inference_mode():
             out = model.generate(input_ids=enc["input_ids"].to(m.device),
                                  attention_mask=enc["attention_mask"].to(m.device), **gen_kw)

@@ -1,4 +1,5 @@
-"""`w2s`: generate one answer, serve the proxy, align a JSONL file, or view a trace file.
+"""`w2s`: generate one answer, serve the proxy, align a JSONL file, probe an upstream, view a trace
+file, or build and train a guide.
 
 Every error a user can cause (bad config, missing model, unknown route) is one
 line on stderr and exit status 2, not a traceback.
@@ -86,7 +87,45 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", help="a trace (--trace-json), a response with w2s.trace, or batch output")
     v.add_argument("-o", "--output", help="the HTML file to write (default: w2s-view-NAME.html in the temp dir)")
     v.add_argument("--no-open", action="store_true", help="only write the page; do not start a browser")
+    _train_parser(sub)
+    _prefs_parser(sub)
     return p
+
+
+def _train_parser(sub) -> None:
+    t = sub.add_parser("train-guide", help="train a guide pair (a LoRA adapter, DPO) from preference pairs")
+    t.add_argument("prefs", help="JSONL: {prompt, chosen, rejected}, plain strings or chat messages")
+    t.add_argument("--model", required=True, help="the small model to tune: a models: name (the untuned side)")
+    t.add_argument("--out", required=True, help="run directory: adapter, checkpoints, guide.yaml (rerun to resume)")
+    t.add_argument("--max-steps", type=int, help="optimizer steps (default: --epochs over the training pairs)")
+    t.add_argument("--epochs", type=float, default=3.0, help="without --max-steps (default 3)")
+    t.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
+    t.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    t.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
+    t.add_argument("--lora-r", type=int, default=16)
+    t.add_argument("--lora-alpha", type=int, default=32)
+    t.add_argument("--eval-every", type=int, default=10, help="steps between held-out evaluations and checkpoints")
+    t.add_argument("--held-out", type=float, default=0.1, help="fraction of pairs held out (default 0.1)")
+    t.add_argument("--max-length", type=int, default=1024, help="skip pairs longer than this many tokens (0 = none)")
+    t.add_argument("--system", help="the guide's system prompt (as guides.<g>.<side>.system); default: the prompt's")
+    t.add_argument("--template", help="the guide's prompt template (as guides.<g>.<side>.template)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file (as the global --config)")
+
+
+def _prefs_parser(sub) -> None:
+    m = sub.add_parser("make-prefs", help="sample answers through a route and turn a judge function into preference pairs")
+    m.add_argument("prompts", help="JSONL: {id, prompt} or {id, messages} (the `w2s batch` simple form)")
+    m.add_argument("--route", "--model", dest="route", required=True, help="route to sample from")
+    m.add_argument("--judge", required=True, help="MODULE:FUNCTION taking an answer's text, returning a float")
+    m.add_argument("--out", required=True, help="preference pairs JSONL (rebuilt from the samples at every run)")
+    m.add_argument("-n", "--n", type=int, default=4, help="answers per prompt (default 4)")
+    m.add_argument("--margin", type=float, default=0.0, help="keep a pair only if best - worst judge score > this")
+    m.add_argument("--samples", help="the resumable log of answers and scores (default OUT.samples.jsonl)")
+    m.add_argument("--concurrency", type=int, default=1)
+    m.add_argument("--seed", type=int, help="seed per prompt: this + the prompt's line number")
+    m.add_argument("--no-progress", action="store_true")
+    m.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file (as the global --config)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,26 +145,37 @@ def main(argv: list[str] | None = None) -> int:
             if args.threads < 1:
                 raise ConfigError("--threads: must be 1 or more")
             cfg.torch_threads = args.threads
-        if args.cmd == "generate":
-            return asyncio.run(_generate(cfg, args))
-        if args.cmd == "serve":
-            from proxy.server.app import serve
-
-            serve(cfg, host=args.host or cfg.server.host, port=args.port or cfg.server.port)
-            return 0
-        if args.cmd == "batch":
-            from proxy.batch.run import run_batch_cli
-
-            return run_batch_cli(cfg, args)
-        if args.cmd == "check":
-            return asyncio.run(_check(cfg, args.upstream))
+        return _run(cfg, args)
     except W2SError as e:
         print(f"w2s: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("w2s: interrupted", file=sys.stderr)
         return 130
-    return 0
+
+
+def _run(cfg, args) -> int:
+    """The subcommand; each imports its heavy parts (torch, TRL) only when it runs."""
+    if args.cmd == "generate":
+        return asyncio.run(_generate(cfg, args))
+    if args.cmd == "serve":
+        from proxy.server.app import serve
+
+        serve(cfg, host=args.host or cfg.server.host, port=args.port or cfg.server.port)
+        return 0
+    if args.cmd == "batch":
+        from proxy.batch.run import run_batch_cli
+
+        return run_batch_cli(cfg, args)
+    if args.cmd == "check":
+        return asyncio.run(_check(cfg, args.upstream))
+    if args.cmd == "make-prefs":
+        from proxy.batch.prefs import make_prefs_cli
+
+        return make_prefs_cli(cfg, args)
+    from proxy.train.run import train_guide_cli  # train-guide
+
+    return train_guide_cli(cfg, args)
 
 
 def _quiet_libraries() -> None:

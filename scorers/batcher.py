@@ -2,7 +2,7 @@
 
 Searches submit rows and await their results. One worker task drains the
 queue: rows that arrived while the previous forward pass ran are packed into
-one padded batch per model (up to a token budget), so 8 concurrent searches
+one padded batch per set of weights (up to a token budget), so 8 concurrent searches
 cost about one forward pass per round instead of eight.
 """
 from __future__ import annotations
@@ -68,9 +68,11 @@ class RowBatcher(JobQueue[_Job]):
             while True:
                 jobs = self._drain([await self._queue.get()])
                 jobs = [j for j in jobs if not j.future.done()]  # cancelled searches drop out
-                by_model: dict[str, list[_Job]] = {}
+                # Per set of weights, not per name: an adapter guide's two sides (and any
+                # other user of its base) share one PeftModel and one forward pass.
+                by_model: dict[int, list[_Job]] = {}
                 for j in jobs:
-                    by_model.setdefault(j.model.name, []).append(j)
+                    by_model.setdefault(j.model.weights_id, []).append(j)
                 for group in by_model.values():
                     try:
                         await self._run_group(group)

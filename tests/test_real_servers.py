@@ -10,7 +10,6 @@ pass-through server.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from proxy.core.errors import W2SError
 
@@ -74,6 +74,16 @@ def record_ok(rec: Any) -> bool | None:
     return rec["error"] is None and isinstance(resp, dict) and resp.get("status_code") == 200
 
 
+def batch_identity(rec: Any) -> tuple[str, bool] | None:
+    """(custom_id, succeeded) for a batch output record, None for anything else."""
+    ok = record_ok(rec)
+    return None if ok is None else (rec["custom_id"], ok)
+
+
+# A parsed line -> (its id, whether it succeeded), or None when the line is not a record.
+Identify = Callable[[Any], "tuple[str, bool] | None"]
+
+
 @dataclass
 class OutputState:
     """What an existing output file says, last line per id winning."""
@@ -86,10 +96,14 @@ class OutputState:
 
 
 class OutputFile:
-    """Append-only writer with the resume scan, the repair and the compaction."""
+    """Append-only writer with the resume scan, the repair and the compaction.
 
-    def __init__(self, path: str | Path):
+    `identify` says what a record is (batch output records by default; `w2s
+    make-prefs` keeps its samples log with the same machinery)."""
+
+    def __init__(self, path: str | Path, identify: Identify = batch_identity):
         self.path = Path(path)
+        self.identify = identify
         self._fd: int | None = None
 
     def open(self) -> OutputState:
@@ -103,7 +117,7 @@ class OutputFile:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 self.close()
-                raise W2SError(f"{self.path} is being written by another `w2s batch` run") from None
+                raise W2SError(f"{self.path} is being written by another w2s run") from None
         data = self.path.read_bytes()
         cut = 0
         if data and not data.endswith(b"\n"):
@@ -112,7 +126,7 @@ class OutputFile:
             os.ftruncate(self._fd, keep)
             os.fsync(self._fd)
             data = data[:keep]
-        state = scan(data)
+        state = scan(data, self.identify)
         state.truncated_bytes = cut
         return state
 
@@ -138,16 +152,10 @@ class OutputFile:
             if not raw.strip():
                 continue
             total += 1
-            rec = _parse(raw)
-            if record_ok(rec) is not None:
-                last[rec["custom_id"]] = raw  # dict keeps first-insertion order
-        tmp = self.path.with_name(f".{self.path.name}.compact-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(b"".join(raw + b"\n" for raw in last.values()))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+            known = self.identify(_parse(raw))
+            if known is not None:
+                last[known[0]] = raw  # dict keeps first-insertion order
+        write_atomic(self.path, b"".join(raw + b"\n" for raw in last.values()))
         return total - len(last)
 
     def close(self) -> None:
@@ -156,21 +164,47 @@ class OutputFile:
             self._fd = None
 
 
-def scan(data: bytes) -> OutputState:
+def scan(data: bytes, identify: Identify = batch_identity) -> OutputState:
     st = OutputState()
     for lineno, raw in enumerate(data.splitlines(), start=1):
         if not raw.strip():
             continue
-        rec = _parse(raw)
-        ok = record_ok(rec)
-        if ok is None:
+        known = identify(_parse(raw))
+        if known is None:
             st.corrupt.append(lineno)
             continue
         st.lines += 1
-        if rec["custom_id"] in st.ok:
+        rid, ok = known
+        if rid in st.ok:
             st.repeated += 1
-        st.ok[rec["custom_id"]] = ok
+        st.ok[rid] = ok
     return st
+
+
+def read_records(path: Path, identify: Identify) -> dict[str, Any]:
+    """The last record per id of an output file (a missing file: none)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    out: dict[str, Any] = {}
+    for raw in data.splitlines():
+        rec = _parse(raw) if raw.strip() else None
+        known = identify(rec)
+        if known is not None:
+            out[known[0]] = rec
+    return out
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` in one step (temp file + fsync + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _parse(raw: bytes) -> Any:

@@ -56,13 +56,13 @@ class BatchReport:
 class Progress:
     """A tqdm bar on stderr (done/failed, rate, ETA); a no-op when disabled."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, desc: str = "w2s batch"):
         self.done = self.failed = 0
         self._bar = None
         if enabled and total:
             from tqdm import tqdm  # a dependency of transformers and openai
 
-            self._bar = tqdm(total=total, desc="w2s batch", unit="item", file=sys.stderr,
+            self._bar = tqdm(total=total, desc=desc, unit="item", file=sys.stderr,
                              dynamic_ncols=True, smoothing=0.1)
 
     def item(self, ok: bool) -> None:

@@ -1,4 +1,4 @@
-"""Render a Prompt into one model's own prompt text.
+"""Render a Prompt into one model's own prompt text, and a response into the ids a guide scores.
 
 Each model (upstream or guide) renders the user's prompt itself, so nothing
 has to match between them but the response text.
@@ -8,6 +8,10 @@ a format string with `{system}` and `{prompt}`, or the model's own chat template
 a model with none gets a plain transcript. A format string holds one user
 message: an upstream (`strict`) refuses a multi-turn chat it would cut to the
 last user message, with a 400 that says how to fix it.
+
+`ResponseEncoder` is the one place that turns prompt + response into a guide
+side's token ids: the scorer (scorers/pair.py) and the trainer (proxy/train/)
+both use it, so a guide is trained on exactly the ids it later scores.
 """
 from __future__ import annotations
 
@@ -85,3 +89,44 @@ def plain_transcript(messages: list[dict]) -> str:
             parts.append(f"User: {content}\n")
     parts.append("Assistant:")
     return "".join(parts)
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class ResponseEncoder:
+    """One guide side's token ids for a prompt and any response to it.
+
+    The side renders the prompt (its own template and system prompt), tokenizes
+    prompt + response *text* in one go (a merge at the boundary is what the model
+    really reads), and appends its EOS when the response is finished, so
+    "stopping here" is part of what is scored. The response starts where those
+    ids leave the prompt's own ids (their common prefix), so a boundary merge
+    moves the mask instead of scoring prompt text.
+    """
+
+    def __init__(self, prompt: Prompt, tokenizer, eos_id: int, template: str | None = None,
+                 system: str | None = None):
+        self.tokenizer = tokenizer
+        self.eos_id = eos_id
+        self.rendered = render(prompt, tokenizer, template, system)
+        # A prefill (a trailing assistant message) is shared by every response:
+        # it sits on the prompt side of the mask.
+        self.prefill = prompt.prefill
+        self.prompt_ids: list[int] = self._encode("")
+
+    def _encode(self, response: str) -> list[int]:
+        r = self.rendered
+        return self.tokenizer(r.text + self.prefill + response, add_special_tokens=r.add_special_tokens)["input_ids"]
+
+    def ids(self, response: str, finished: bool) -> tuple[list[int], int]:
+        """(ids, start): prompt + response [+ EOS], and the index of the first scored token (>= 1)."""
+        ids = self._encode(response)
+        if finished:
+            ids = ids + [self.eos_id]
+        return ids, max(1, common_prefix_len(self.prompt_ids, ids))

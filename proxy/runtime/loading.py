@@ -29,10 +29,18 @@ log = logging.getLogger("w2s.models")
 @dataclass
 class LoadedModel:
     name: str
-    model: Any  # transformers PreTrainedModel, eval mode
+    model: Any  # transformers PreTrainedModel (a peft PeftModel when adapters share it), eval mode
     tokenizer: Any
     device: Any  # torch.device
     dtype: Any  # torch.dtype
+    # The PEFT adapter this name runs with; None = the base weights ("__base__" rows
+    # when `model` carries adapters for other names). See proxy/runtime/adapters.py.
+    adapter: str | None = None
+
+    @property
+    def weights_id(self) -> int:
+        """Names with the same weights_id run on one model object: their rows share forward passes."""
+        return id(self.model)
 
     @property
     def eos_id(self) -> int:
@@ -144,7 +152,9 @@ def converted(where: Path | str, gguf: str) -> Path:
 
 
 def load_model(name: str, cfg: ModelConfig, guide: bool = False) -> LoadedModel:
-    """`guide`: some guide scores with this model (decides what dtype auto means)."""
+    """The base weights of `cfg` (its `adapter` is the pool's business).
+
+    `guide`: some guide scores with this model (decides what dtype auto means)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(cfg.device)
@@ -159,14 +169,8 @@ def load_model(name: str, cfg: ModelConfig, guide: bool = False) -> LoadedModel:
         raise
     except OSError as e:
         raise ModelLoadError(f"cannot load model {name!r} from {cfg.source}: {str(e).splitlines()[0]}") from None
-    if cfg.adapter:
-        try:
-            from peft import PeftModel
-        except ImportError:
-            raise ModelLoadError("adapters need peft: pip install 'w2s-proxy[lora]'") from None
-        if not Path(cfg.adapter).exists():
-            raise ModelLoadError(f"adapter directory not found: {cfg.adapter}")
-        model = PeftModel.from_pretrained(model, cfg.adapter).merge_and_unload()
+    # cfg.adapter is not applied here: the pool attaches adapters to the shared base
+    # model unmerged (proxy/runtime/adapters.py), so the weights exist once.
     model.to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

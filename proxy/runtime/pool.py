@@ -4,16 +4,22 @@ Samplers (providers/) and guides (scorers/) share it: a model used as both an
 upstream and a guide is one set of weights, and all model work runs on one
 worker thread, so torch gets every core for each forward pass and the event
 loop never blocks.
+
+`models:` entries on the same base (same source, dtype and device) are one set
+of weights too: the first use of any of them loads the base once and attaches
+every adapter named on it, unmerged (proxy/runtime/adapters.py).
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import threading
+from dataclasses import replace
 from typing import Any, Callable
 
 from proxy.core.config import ModelConfig
 from proxy.core.errors import ModelLoadError
+from proxy.runtime import adapters
 from proxy.runtime.loading import LoadedModel, load_model
 
 
@@ -45,8 +51,23 @@ class ModelPool:
             if name not in self._models:
                 if name not in self.configs:
                     raise ModelLoadError(f"model {name!r} is not in models:")
-                self._models[name] = load_model(name, self.configs[name], name in self.guide_models)
+                self._load_base(name)
             return self._models[name]
+
+    def sharing_base(self, name: str) -> list[str]:
+        """Every models: name on the same base weights as `name` (itself included)."""
+        key = _base_key(self.configs[name])
+        return [n for n, c in self.configs.items() if _base_key(c) == key]
+
+    def _load_base(self, name: str) -> None:
+        """Load `name`'s base once, with every adapter of the names that share it."""
+        group = self.sharing_base(name)
+        guide = any(n in self.guide_models for n in group)  # one guide among them: float32 under auto
+        base = load_model(name, self.configs[name], guide)
+        wanted = {n: self.configs[n].adapter for n in group if self.configs[n].adapter}
+        model, keys = adapters.attach(base.model, wanted) if wanted else (base.model, {})
+        for n in group:
+            self._models[n] = replace(base, name=n, model=model, adapter=keys.get(n))
 
     @property
     def loaded(self) -> dict[str, LoadedModel]:
@@ -59,3 +80,7 @@ class ModelPool:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._models.clear()
+
+
+def _base_key(cfg: ModelConfig) -> tuple[str, str, str]:
+    return (cfg.source, cfg.dtype, cfg.device)
