@@ -12,3 +12,6 @@ def vader_compound(text: str) -> float:
 
         _vader = SentimentIntensityAnalyzer()
     return _vader.polarity_scores(text)["compound"]
+
+
+vader = vader_compound  # the name bench/trained_guide.py's preference data was first made with
