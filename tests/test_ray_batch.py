@@ -144,6 +144,7 @@ def test_split_across_two_workers_and_a_worker_killed_mid_run_loses_and_repeats_
     counts = per_worker(err)
     assert len(counts) == 2 and all(n >= 1 for n in counts) and sum(counts) == len(IDS), counts
     assert not alive(pids[1])
+    print(f"\nworker SIGKILL mid-run: exit 0, {len(IDS)}/{len(IDS)} ids once, items per worker {counts}")
 
     # The same command again: everything is there, nothing runs, nothing is written.
     before = out.read_bytes()
@@ -151,6 +152,7 @@ def test_split_across_two_workers_and_a_worker_killed_mid_run_loses_and_repeats_
     rc, err = finish(proc, log)
     assert rc == 0 and f"{len(IDS)} skipped" in err, err[-2000:]
     assert out.read_bytes() == before
+    print(f"rerun: {len(IDS)} skipped, output unchanged")
 
 
 def test_a_lost_worker_item_is_an_error_line_that_retry_failed_reruns(cluster, files):
@@ -172,6 +174,8 @@ def test_a_lost_worker_item_is_an_error_line_that_retry_failed_reruns(cluster, f
     assert f"{len(lost)} done" in err and f"{len(IDS) - len(lost)} skipped" in err
     recs = records(out)  # compacted: one line per id again
     assert all(r["error"] is None for r in recs.values())
+    print(f"\nworker SIGKILL, no Ray re-runs: {len(lost)} worker_lost line(s), exit 1; --retry-failed: "
+          f"{len(lost)} done, {len(IDS) - len(lost)} skipped, exit 0, {len(IDS)}/{len(IDS)} ids once")
 
 
 def test_driver_killed_mid_run_then_the_same_command_resumes(cluster, files):
@@ -196,3 +200,18 @@ def test_driver_killed_mid_run_then_the_same_command_resumes(cluster, files):
     assert f"{n_first} skipped" in err and f"{len(IDS) - n_first} done" in err
     assert out.read_bytes().startswith(first), "resumed by appending"
     records(out)
+    print(f"\ndriver SIGKILL after {n_first} lines (its workers ended with it); rerun: {n_first} skipped, "
+          f"{len(IDS) - n_first} done, exit 0, {len(IDS)}/{len(IDS)} ids once")
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--ray", "--url", "http://127.0.0.1:9"], "--ray and --url exclude each other"),
+    (["--ray-workers", "2"], "--ray-workers needs --ray"),
+    (["--ray", "--ray-workers", "0"], "--ray-workers must be >= 1"),
+])
+def test_ray_flags_are_checked_before_anything_runs(files, flags, says):
+    cfg, inp, out = files
+    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "--config", str(cfg), "batch", str(inp), "-o", str(out),
+                           *flags], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert not out.exists()

@@ -92,7 +92,13 @@ class RayRunner:
         warm = _warm_cache(self.config)  # before any worker starts: they only read the cache
         if not ray.is_initialized():
             env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-            ray.init(address=self.opts.address, log_to_driver=False, runtime_env={"env_vars": env})
+            try:
+                ray.init(address=self.opts.address, log_to_driver=False, runtime_env={"env_vars": env})
+            except (ConnectionError, RuntimeError, ValueError, SystemExit) as e:
+                # Ray gives up on an address where no cluster answers with SystemExit, after a minute.
+                why = "no cluster answered" if isinstance(e, SystemExit) else _first_line(e)
+                where = self.opts.address or os.environ.get("RAY_ADDRESS") or "a new local cluster"
+                raise W2SError(f"cannot start or reach Ray at {where}: {why}") from None
             self._owns_ray = True
         n = self.opts.workers or self._default_workers(ray.cluster_resources())
         config = dataclasses.replace(self.config, torch_threads=self.threads)
@@ -124,7 +130,10 @@ class RayRunner:
         try:
             outcome = await ref
         except asyncio.CancelledError:
-            self._ray.cancel(ref)  # the worker drops the search; the item is not written
+            try:
+                self._ray.cancel(ref)  # the worker drops the search; the item is not written
+            except Exception:  # noqa: BLE001 - the worker may be gone already; the item stays unwritten
+                pass
             raise
         except self._ray.exceptions.RayError as e:
             lost = isinstance(e, (self._ray.exceptions.RayActorError, self._ray.exceptions.WorkerCrashedError))
