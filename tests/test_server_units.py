@@ -15,6 +15,7 @@ from proxy.server.admission import Admission
 from proxy.api.wire_errors import anthropic_body, error_headers, openai_body
 from proxy.core.errors import (
     AuthError,
+    Draining,
     InvalidRequest,
     NotFound,
     NotReady,
@@ -47,6 +48,22 @@ async def test_admission_runs_n_queues_q_and_refuses_the_rest():
     await asyncio.wait_for(waiter, 1)
     assert (adm.running, adm.waiting) == (2, 0)
     adm.release()
+    adm.release()
+    assert adm.running == 0
+
+
+async def test_a_draining_server_refuses_its_queue_with_a_retryable_503_and_keeps_its_running_search():
+    adm = Admission(max_running=1, max_queue=4)
+    await adm.acquire()
+    queued = [asyncio.ensure_future(adm.acquire()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert adm.reject_waiting(lambda: Draining("shutting down")) == 2
+    for q in queued:
+        with pytest.raises(Draining) as e:
+            await q
+        assert e.value.status == 503 and e.value.code == "draining"
+        assert error_headers(e.value) == {"x-should-retry": "true", "Retry-After": "1"}  # a balancer re-sends it
+    assert (adm.running, adm.waiting) == (1, 0)  # the running search keeps its slot
     adm.release()
     assert adm.running == 0
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class BatchReport:
     concurrency: int
     remote: bool = False  # --url: the scorer's numbers live in the proxy, not here
+    ray: bool = False  # --ray: they live in the workers; concurrency is per worker
     done: int = 0  # succeeded in this run
     failed: int = 0  # failed in this run (an error line was written)
     skipped: int = 0  # already in the output from an earlier run
@@ -25,6 +26,7 @@ class BatchReport:
     scorer_batches: int = 0  # forward passes during this run
     scorer_rows: int = 0
     scorer_max_rows: int = 0
+    items_per_worker: dict[str, int] = field(default_factory=dict)  # --ray: which worker ran how many
 
     @property
     def answers_per_minute(self) -> float:
@@ -42,9 +44,13 @@ class BatchReport:
             head += f"; interrupted, {self.not_run} not run (rerun the same command to resume)"
         out = [head]
         if self.done or self.failed or self.run_seconds:
+            at = (f"{len(self.items_per_worker)} Ray workers x concurrency {self.concurrency}" if self.ray
+                  else f"concurrency {self.concurrency}")
             out.append(f"  time: {self.load_seconds:.1f} s loading + {self.run_seconds:.1f} s running "
-                       f"({self.answers_per_minute:.1f} answers/min at concurrency {self.concurrency})")
+                       f"({self.answers_per_minute:.1f} answers/min at {at})")
             out.append(f"  tokens: {self.upstream_tokens} upstream, {self.scorer_tokens} scorer")
+            if self.items_per_worker:
+                out.append("  ray workers: " + ", ".join(f"{w}: {n} items" for w, n in self.items_per_worker.items()))
             if self.remote:
                 out.append("  scorer batches: in the proxy (see its /metrics)")
             elif self.scorer_batches:

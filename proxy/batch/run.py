@@ -2,7 +2,8 @@
 
     input  (proxy.batch.input)   OpenAI Batch API lines or simple {"id", "prompt"|"messages"} lines
     output (proxy.batch.output)  OpenAI batch output records, one per id, appended and fsync'd
-    runner (proxy.batch.local / proxy.batch.remote)  in-process Engine, or a proxy at --url
+    runner (proxy.batch.local / proxy.batch.remote / proxy.batch.ray_runner)  in-process Engine,
+           a proxy at --url, or Engine actors on a Ray cluster (--ray); only this process writes
 
 Order of work, so that a mistake costs nothing: read and check the whole input
 (duplicate ids abort here, before anything runs), open and repair the output,
@@ -27,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from proxy.api.results import new_id
 from proxy.api.wire_errors import openai_body
@@ -36,6 +37,9 @@ from proxy.batch.output import Outcome, OutputFile, OutputState, make_record
 from proxy.batch.report import BatchReport, Progress
 from proxy.core.config import Config
 from proxy.core.errors import InvalidRequest, W2SError
+
+if TYPE_CHECKING:
+    from proxy.batch.ray_runner import RayOptions
 
 
 @dataclass
@@ -49,6 +53,7 @@ class BatchOptions:
     retry_failed: bool = False
     progress: bool = True
     trace: bool = False  # every body carries its search trace (as "w2s": {"trace": true} would)
+    ray: RayOptions | None = None  # run on a Ray cluster; concurrency is then per worker
 
     @classmethod
     def from_args(cls, args) -> "BatchOptions":
@@ -57,7 +62,22 @@ class BatchOptions:
             concurrency=args.concurrency, url=args.url,
             api_key=getattr(args, "api_key", None) or os.environ.get("W2S_API_KEY"),
             retry_failed=args.retry_failed, progress=not args.no_progress, trace=getattr(args, "trace", False),
+            ray=_ray_options(args),
         )
+
+
+def _ray_options(args) -> RayOptions | None:
+    if not getattr(args, "ray", False):
+        for flag in ("ray_address", "ray_workers", "ray_cpus", "ray_gpus"):
+            if getattr(args, flag, None) is not None:
+                raise W2SError(f"--{flag.replace('_', '-')} needs --ray")
+        return None
+    if args.url is not None:
+        raise W2SError("--ray and --url exclude each other: the items run on the cluster or at the proxy")
+    from proxy.batch.ray_runner import RayOptions  # no ray import: that waits for the runner
+
+    return RayOptions(address=args.ray_address, workers=args.ray_workers, cpus_per_worker=args.ray_cpus,
+                      gpus_per_worker=args.ray_gpus or 0.0, task_retries=args.ray_task_retries)
 
 
 class Runner(Protocol):
@@ -84,10 +104,11 @@ async def run_batch(cfg: Config, opts: BatchOptions, engine=None, handle_signals
         raise W2SError("--concurrency must be >= 1")
     if opts.output.exists() and opts.input.exists() and opts.output.samefile(opts.input):
         raise W2SError("the output file must not be the input file")
-    if opts.url is None and opts.route is not None:
+    if opts.url is None and opts.route is not None:  # (--ray too: the workers run this config)
         cfg.route(opts.route)  # an unknown --model is a usage error: fail before touching anything
     batch = _read_input(opts.input)
-    report = BatchReport(concurrency=opts.concurrency, remote=opts.url is not None, malformed=len(batch.bad))
+    report = BatchReport(concurrency=opts.concurrency, remote=opts.url is not None, malformed=len(batch.bad),
+                         ray=opts.ray is not None)
     out = OutputFile(opts.output)
     state = out.open()
     try:
@@ -168,6 +189,8 @@ class _Run:
                 await self._execute_all(runner, todo)
         finally:
             self._remove_signals()
+            if hasattr(runner, "items_per_worker"):
+                self.report.items_per_worker = runner.items_per_worker()
             if owned is not None:
                 await owned.aclose()
             self.report.not_run = len(todo) - self.report.done - self.report.failed
@@ -176,6 +199,16 @@ class _Run:
 
     async def _start_runner(self):
         """-> (runner, what to close afterwards)."""
+        if self.opts.ray is not None:
+            from proxy.batch.ray_runner import RayRunner
+
+            ray_runner = RayRunner(self.cfg, self.opts.ray, self.opts.concurrency)
+            try:
+                await ray_runner.start()
+            except BaseException:
+                await ray_runner.aclose()
+                raise
+            return ray_runner, ray_runner
         if self.opts.url is not None:
             from proxy.batch.remote import RemoteRunner
 
@@ -228,7 +261,8 @@ class _Run:
 
         try:
             async with asyncio.TaskGroup() as tg:  # one failing worker (a bug, a full disk) stops all
-                for _ in range(min(self.opts.concurrency, len(todo))):
+                # On Ray, --concurrency is per worker: the runner says how many in all.
+                for _ in range(min(getattr(runner, "slots", self.opts.concurrency), len(todo))):
                     self.active.add(tg.create_task(worker()))
         except ExceptionGroup as eg:
             e = eg.exceptions[0]

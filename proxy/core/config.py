@@ -98,6 +98,9 @@ class ServerConfig:
     max_queue: int = 64
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout: float = 600.0
+    # SIGTERM: /ready turns 503, queued and new requests get a retryable 503, running
+    # searches get this long to finish before the process exits (proxy/server/drain.py).
+    drain_seconds: float = 30.0
     limits: Limits = field(default_factory=Limits)  # the most one search may ask for (proxy/core/limits.py)
 
 
@@ -202,6 +205,8 @@ def _check_refs(cfg: Config) -> None:
             if m not in cfg.models:
                 raise ConfigError(f"guides.{name}.{side}.model: {m!r} is not in models:")
     _check_positive("server.limits", vars(cfg.server.limits))
+    if cfg.server.drain_seconds < 0:
+        raise ConfigError("server.drain_seconds: must be 0 or more")
     for name, r in cfg.routes.items():
         _check_positive(f"routes.{name}.limits", vars(r.limits))
         _check_route(cfg, name, r)

@@ -84,6 +84,16 @@ class NotReady(W2SError):
         self.retryable = retryable
 
 
+class Draining(NotReady):
+    """This server is shutting down (SIGTERM) and starts no new search; nothing was computed
+    for the request, so a retry, which a load balancer sends to another replica, is safe."""
+
+    code = "draining"
+
+    def __init__(self, message: str):
+        super().__init__(message, retry_after=1.0)
+
+
 class UpstreamError(W2SError):
     """The upstream model API failed after its retries."""
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.core.config import ModelConfig
+from proxy.core.config import Config, ModelConfig
 from proxy.core.errors import ModelLoadError
 from proxy.runtime.cache import build_once, cache_dir
 
@@ -149,6 +149,33 @@ def converted(where: Path | str, gguf: str) -> Path:
     # A directory renamed into place whole: config.json inside means complete.
     return build_once(cache_dir() / "converted" / f"{src.stem}-{key}", convert,
                       complete=lambda p: (p / "config.json").is_file())
+
+
+def models_in_use(config: Config) -> list[str]:
+    """The `models:` names some route runs: its in-process upstream and its guide pair."""
+    used = set()
+    for r in config.routes.values():
+        up = config.upstreams[r.upstream]
+        if up.provider == "local":
+            used.add(up.model)
+        if r.guide and not r.passthrough:
+            g = config.guides[r.guide]
+            used |= {g.tuned.model, g.untuned.model}
+    return sorted(used)
+
+
+def warm_cache(config: Config) -> list[str]:
+    """Build everything loading the routes' models needs in the model cache (assembled
+    GGUF files, converted checkpoints) without loading any model; -> the models' names.
+
+    Run once before starting several processes that load the same models (Ray workers),
+    so that each of them only reads the cache."""
+    names = models_in_use(config)
+    for name in names:
+        where, gguf = resolve_source(config.models[name].source)
+        if gguf is not None:
+            converted(where, gguf)
+    return names
 
 
 def load_model(name: str, cfg: ModelConfig, guide: bool = False) -> LoadedModel:

@@ -10,7 +10,7 @@ import asyncio
 import math
 from collections import deque
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from proxy.core.errors import Overloaded
 
@@ -61,6 +61,16 @@ class Admission:
                 self._waiters.remove(fut)
             except ValueError:
                 pass
+
+    def reject_waiting(self, error: Callable[[], Exception]) -> int:
+        """Fail every queued request with `error()` (a draining server); running ones keep
+        their slots. -> how many were refused."""
+        refused = 0
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(error())
+                refused += 1
+        return refused
 
     def release(self) -> None:
         while self._waiters:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import signal
 import sys
 from typing import TYPE_CHECKING, AsyncIterator
 
@@ -186,6 +187,8 @@ async def health(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
+    if svc.draining:  # SIGTERM: out of the balancer's pool (proxy/server/drain.py)
+        return web.json_response({"status": "draining"}, status=503)
     if svc.ready:
         return web.json_response({"status": "ready", "routes": [i.name for i in svc.loaded().routes()]})
     if svc.load_error is not None:
@@ -211,11 +214,34 @@ async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) ->
 
 
 def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
-    """Run the server until interrupted (what `w2s serve` calls)."""
+    """Run the server until SIGTERM / SIGINT, then drain (what `w2s serve` calls)."""
     host = host or config.server.host
     port = port if port is not None else config.server.port
     app = create_app(config)
     # One line whatever the log level: where to point the clients.
     print(f"w2s: serving {len(config.routes)} route(s) on http://{host}:{port}/v1 "
           f"(models load in the background; GET /ready says when)", file=sys.stderr, flush=True)
-    web.run_app(app, host=host, port=port, handler_cancellation=True, print=None)
+    asyncio.run(_serve_until_signal(app, host, port, config.server.drain_seconds))
+
+
+async def _serve_until_signal(app: web.Application, host: str, port: int, drain_seconds: float) -> None:
+    from proxy.server.drain import drain
+
+    runner = web.AppRunner(app, handler_cancellation=True, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print(f"w2s: stopping: draining for up to {drain_seconds:g} s (server.drain_seconds; "
+              "a second signal stops at once)", file=sys.stderr, flush=True)
+        stop.clear()
+        draining = [asyncio.ensure_future(drain(app[SERVICE], drain_seconds)), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(draining, return_when=asyncio.FIRST_COMPLETED)
+        for task in draining:
+            task.cancel()
+    finally:
+        await runner.cleanup()  # closes the listener; a search still running is cancelled

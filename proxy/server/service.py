@@ -16,7 +16,7 @@ from proxy.api.job import Job, WireRequest, resolve
 from proxy.api.results import now
 from proxy.api.wire_errors import as_w2s_error
 from proxy.core.config import ServerConfig
-from proxy.core.errors import NotReady, UpstreamTimeout, W2SError
+from proxy.core.errors import Draining, NotReady, UpstreamTimeout, W2SError
 from proxy.core.types import RoundTrace, SearchResult
 from proxy.server.admission import Admission
 from proxy.server.metrics import ProxyMetrics
@@ -33,6 +33,7 @@ RoundHook = Callable[[RoundTrace, list[str]], Awaitable[None]]
 
 ROUTE_KEY = web.RequestKey("w2s_route", str)  # the resolved route, for the metrics labels
 SEARCH_ID = web.RequestKey("w2s_search_id", str)  # the finished search, when the recent searches keep it
+DRAINING = "this server is shutting down and starts no new search; retry: another replica answers"
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
@@ -62,6 +63,7 @@ class Service:
         self.recent = recent  # finished searches for the page (proxy/server/ui/); None: the page is off
         self.admission = Admission(server.max_concurrent_searches, server.max_queue)
         self.load_error: str | None = None  # set when the models failed to load
+        self.draining = False  # SIGTERM: no new search starts here (proxy/server/drain.py)
         self.started_at = now()
         metrics.watch(self.admission, lambda: self.engine)
 
@@ -70,7 +72,9 @@ class Service:
         return self.engine is not None and self.engine.ready
 
     def loaded(self) -> Engine:
-        """The engine, once every model is in; 503 (NotReady) before."""
+        """The engine, once every model is in; 503 (NotReady) before, and while draining."""
+        if self.draining:
+            raise Draining(DRAINING)
         if self.load_error is not None:
             raise NotReady(f"models failed to load: {self.load_error}", retryable=False)
         if self.engine is None or not self.engine.ready:

