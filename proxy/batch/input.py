@@ -12,12 +12,12 @@ that item's 400 error line, not a malformed input line.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from proxy.api.openai_bodies import CHAT_URL, TEXT_URL
+from proxy.core.jsonl_lines import BadLine, Malformed, classify_lines, load_json
 
 URLS = (CHAT_URL, TEXT_URL)
 OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
@@ -29,12 +29,6 @@ class BatchItem:
     url: str  # CHAT_URL or TEXT_URL: which endpoint's body this is
     body: dict[str, Any]
     line: int  # 1-based line number in the input file
-
-
-@dataclass(frozen=True)
-class BadLine:
-    line: int
-    reason: str
 
 
 @dataclass
@@ -50,32 +44,14 @@ class BatchInput:
         return {cid: lines for cid, lines in seen.items() if len(lines) > 1}
 
 
-class Malformed(ValueError):
-    """One input line that is not a batch request; the message says why."""
-
-
 def read_input(path: str | Path) -> BatchInput:
-    """Every line of `path`, classified. Blank lines are ignored (editors add them)."""
-    out = BatchInput()
-    with open(path, "rb") as f:  # bytes: one bad UTF-8 line is that line's problem only
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                out.items.append(parse_line(raw, lineno))
-            except Malformed as e:
-                out.bad.append(BadLine(lineno, str(e)))
-    return out
+    """Every line of `path`, classified."""
+    with open(path, "rb") as f:
+        return BatchInput(*classify_lines(f, parse_line))
 
 
 def parse_line(raw: bytes | str, lineno: int) -> BatchItem:
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        obj = json.loads(text)
-    except UnicodeDecodeError as e:
-        raise Malformed(f"not UTF-8 ({e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise Malformed(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    obj = load_json(raw)
     if not isinstance(obj, dict):
         raise Malformed(f"expected a JSON object, got {_kind(obj)}")
     if "custom_id" in obj or "body" in obj or "url" in obj:

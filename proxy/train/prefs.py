@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proxy.core.jsonl_lines import BadLine, Malformed, classify_lines, load_json
 from proxy.core.types import Prompt, content_text
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -38,43 +39,20 @@ class Preference:
         return json.dumps([p.text, p.messages, p.prefill], sort_keys=True)
 
 
-@dataclass(frozen=True)
-class BadLine:
-    line: int
-    reason: str
-
-
 @dataclass
 class PrefFile:
     prefs: list[Preference] = field(default_factory=list)
     bad: list[BadLine] = field(default_factory=list)
 
 
-class Malformed(ValueError):
-    """One line that is not a preference pair; the message says why."""
-
-
 def read_prefs(path: str | Path) -> PrefFile:
-    """Every line of `path`, classified. Blank lines are ignored."""
-    out = PrefFile()
-    with open(path, "rb") as f:  # bytes: one bad UTF-8 line is that line's problem only
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                out.prefs.append(parse_pref(raw, lineno))
-            except Malformed as e:
-                out.bad.append(BadLine(lineno, str(e)))
-    return out
+    """Every line of `path`, classified."""
+    with open(path, "rb") as f:
+        return PrefFile(*classify_lines(f, parse_pref))
 
 
 def parse_pref(raw: bytes | str, lineno: int) -> Preference:
-    try:
-        obj = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except UnicodeDecodeError as e:
-        raise Malformed(f"not UTF-8 ({e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise Malformed(f"not valid JSON ({e.msg} at column {e.colno})") from None
+    obj = load_json(raw)
     if not isinstance(obj, dict):
         raise Malformed("expected a JSON object with prompt, chosen and rejected")
     missing = [k for k in ("prompt", "chosen", "rejected") if k not in obj]
