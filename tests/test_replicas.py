@@ -280,7 +280,10 @@ def test_a_replica_killed_under_load_loses_no_request(stack):
     r2.proc.send_signal(signal.SIGKILL)
     on_r2 = int(g["w2s_searches_running"] + g["w2s_queue_depth"])  # in flight on r2 (a new one may race in)
     r2.proc.wait(timeout=10)
-    wait_until(lambda: sum(x.started > t_kill and x.status == 200 for x in calls) >= 6, 180,
+    # A request sent between the signal and the process's death may still reach r2 (on a loaded
+    # machine the kernel tears it down some milliseconds later): it was in flight at the kill.
+    t_dead = time.monotonic()
+    wait_until(lambda: sum(x.started > t_dead and x.status == 200 for x in calls) >= 6, 180,
                "six answers to requests sent after the kill")
     stop.set()
     for t in ts:
@@ -289,12 +292,13 @@ def test_a_replica_killed_under_load_loses_no_request(stack):
 
     errors = [x for x in calls if x.failed and not x.lost]
     lost = [x for x in calls if x.lost]
-    after = [x for x in calls if x.started > t_kill]
-    kinds = sorted(str(x.status) if x.status else "connection closed" for x in errors)
-    print(f"\nSIGKILL under load: {len(calls)} requests ({len(after)} sent after the kill), {on_r2} in flight "
-          f"on the killed replica, {len(errors)} client error(s) {kinds}, {len(lost)} lost")
+    after = [x for x in calls if x.started > t_dead]
+    kinds = sorted(f"{x.status or 'connection closed'} (sent {x.started - t_kill:+.3f} s)" for x in errors)
+    print(f"\nSIGKILL under load: {len(calls)} requests ({len(after)} sent after r2 was gone, "
+          f"{t_dead - t_kill:.3f} s after the signal), {on_r2} in flight on the killed replica, "
+          f"{len(errors)} client error(s) {kinds}, {len(lost)} lost")
     assert not lost, [x.error for x in lost]
-    assert all(x.started < t_kill for x in errors), "only requests in flight at the kill may fail"
+    assert all(x.started < t_dead for x in errors), "only requests in flight at the kill may fail"
     assert all(x.status in (None, 502) for x in errors), [x.error for x in errors]
     assert len(errors) <= 4, "at most the 4 clients' requests in flight"
     assert all(x.status == 200 and x.replica == "r1" for x in after), [(x.status, x.error) for x in after]
