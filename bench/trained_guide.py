@@ -264,6 +264,14 @@ async def stage_score_async(args) -> None:
 
 # --- report --------------------------------------------------------------------------------------
 
+PREFS_MINUTES = 41  # `prefs` stage, 2026-12-02, on the shared 2-core machine (wall time)
+LOST_RUNS = [  # made before this file recorded runs; settings as `train` runs them, 2 threads
+    ["run1 (lost)", "13 of 100, stopped", 8, 0.0005, 0.1, "r=16", "212 / 24", "— (stopped before its first evaluation)",
+     "—", "~20 s a step, aborted: the machine was shared"],
+    ["run2 (lost)", "≥10 of 100", 8, 0.0005, 0.1, "r=16", "212 / 24", "0.792 at step 10 (its only evaluation recorded)",
+     "0.54", "~20 s a step; the environment restarted mid-run and took the adapter"],
+]
+
 LABELS = {("plain", "none"): "plain sampling", ("bon16", "prompted"): "BoN-16, prompted pair",
           ("bon16", "trained"): "BoN-16, trained pair", ("cbs4x4x5", "prompted"): "CBS 4,4,5, prompted pair",
           ("cbs4x4x5", "trained"): "CBS 4,4,5, trained pair"}
@@ -300,12 +308,13 @@ def report(args) -> str:
         pair_rows.append([f"{LABELS[(m, 'trained')]} vs {LABELS[(m, 'prompted')]}", f"{100 * win_rate(t, p):.0f}%",
                           f"{d[0]:+.3f} ± {d[1]:.3f}"])
     runs = [json.loads(p.read_text()) | {"name": p.stem} for p in sorted(RUNS.glob("*.json"))]
+    trained_s = sum(a["seconds"] for a in ans.values() if a["guide"] == "trained")
     run_rows = [[r["name"], r.get("steps", "—"), r["identity"]["settings"]["batch_size"],
                  r["identity"]["settings"]["learning_rate"], r["identity"]["settings"]["beta"],
                  f"r={r['identity']['settings']['lora_r']}", f"{r.get('n_train', '—')} / {r.get('n_eval', '—')}",
                  f"{r['best']['accuracy']:.3f} at step {r['best']['step']}" if "best" in r else "—",
                  f"{r['best']['margin']:.2f}" if "best" in r else "—",
-                 f"{r['seconds'] / 60:.0f} min" if "seconds" in r else "—"] for r in runs]
+                 f"{r['seconds'] / 60:.0f} min" if "seconds" in r else "—"] for r in runs] + LOST_RUNS
     return "\n".join([
         "# A trained guide pair against the prompted one (bench/trained_guide.py)", "",
         f"{today()}; {machine()}.", "",
@@ -318,7 +327,12 @@ def report(args) -> str:
         table(["method", "VADER (mean ± s.e.)", "win vs plain", "reward under trained pair",
                "reward under prompted pair", "upstream log-lik / token", "upstream tokens / answer"], rows), "",
         table(["paired, same openings", "win rate", "VADER difference (mean ± s.e.)"], pair_rows), "",
+        f"The trained rows' searches took {trained_s / 60:.0f} min of wall time ({trained_s / max(1, len(complete)):.0f} s "
+        "an opening for its BoN-16 and CBS answers, two searches at a time on 2 cores). Making the 236 preference "
+        f"pairs took {PREFS_MINUTES} min (1,920 SmolLM2 answers of 50 tokens, 2 threads, shared machine).", "",
         "## Training runs", "",
+        "Every run made, the two lost ones included (their data went with a restarted machine; the pairs were "
+        "made again with the same seed and came out the same 236).", "",
         table(["run", "steps", "batch", "lr", "DPO beta", "LoRA", "train / held-out pairs",
                "best held-out reward accuracy", "its margin", "time"], run_rows), "",
     ])
