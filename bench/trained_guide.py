@@ -311,10 +311,10 @@ def report(args) -> str:
     trained_s = sum(a["seconds"] for a in ans.values() if a["guide"] == "trained")
     run_rows = [[r["name"], r.get("steps", "—"), r["identity"]["settings"]["batch_size"],
                  r["identity"]["settings"]["learning_rate"], r["identity"]["settings"]["beta"],
-                 f"r={r['identity']['settings']['lora_r']}", f"{r.get('n_train', '—')} / {r.get('n_eval', '—')}",
+                 f"r={r['identity']['settings']['lora_r']}", f"{r.get('train_pairs', '—')} / {r.get('held_out_pairs', '—')}",
                  f"{r['best']['accuracy']:.3f} at step {r['best']['step']}" if "best" in r else "—",
                  f"{r['best']['margin']:.2f}" if "best" in r else "—",
-                 f"{r['seconds'] / 60:.0f} min" if "seconds" in r else "—"] for r in runs] + LOST_RUNS
+                 f"{r['seconds_this_run'] / 60:.0f} min" if "seconds_this_run" in r else "—"] for r in runs] + LOST_RUNS
     return "\n".join([
         "# A trained guide pair against the prompted one (bench/trained_guide.py)", "",
         f"{today()}; {machine()}.", "",
