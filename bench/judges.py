@@ -15,3 +15,25 @@ def vader_compound(text: str) -> float:
 
 
 vader = vader_compound  # the name bench/trained_guide.py's preference data was first made with
+
+
+# Held-out judges: other lexicons and rules than VADER's, so that a guide trained on VADER's labels is
+# also judged by something it never saw (bench/trained_guide.py's report).
+_afinn = None
+
+
+def textblob_polarity(text: str) -> float:
+    """TextBlob's pattern-lexicon polarity in [-1, 1] (adjectives with modifiers and negation)."""
+    from textblob import TextBlob
+
+    return TextBlob(text).sentiment.polarity
+
+
+def afinn_sum(text: str) -> float:
+    """AFINN-165: the sum of its word valences (-5..5 each) over the text."""
+    global _afinn
+    if _afinn is None:
+        from afinn import Afinn
+
+        _afinn = Afinn()
+    return _afinn.score(text)

@@ -281,6 +281,28 @@ def win_rate(a: list[float], b: list[float]) -> float:
     return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(a)
 
 
+def held_out_judges(ans: dict, complete: list[int]) -> list[list[str]]:
+    from bench.judges import afinn_sum, textblob_polarity
+
+    def scores(m: str, g: str, judge) -> list[float]:
+        return [judge(ans[(i, m, g)]["text"]) for i in complete]
+
+    rows = []
+    for (m, g), label in LABELS.items():
+        cells = [label]
+        for judge in (textblob_polarity, afinn_sum):
+            mu, se = mean_se(scores(m, g, judge))
+            cells.append(f"{mu:+.3f} ± {se:.3f}")
+        for judge in (textblob_polarity, afinn_sum):
+            if g != "trained":
+                cells.append("—")
+                continue
+            d = mean_se([t - p for t, p in zip(scores(m, g, judge), scores(m, "prompted", judge))])
+            cells.append(f"{d[0]:+.3f} ± {d[1]:.3f}")
+        rows.append(cells)
+    return rows
+
+
 def report(args) -> str:
     indices = openings_arg(args.openings)
     ans = {key(a): a for a in read_jsonl(ANSWERS) if a["opening"] in indices}
@@ -307,6 +329,7 @@ def report(args) -> str:
         d = mean_se([x - y for x, y in zip(t, p)])
         pair_rows.append([f"{LABELS[(m, 'trained')]} vs {LABELS[(m, 'prompted')]}", f"{100 * win_rate(t, p):.0f}%",
                           f"{d[0]:+.3f} ± {d[1]:.3f}"])
+    judge_rows = held_out_judges(ans, complete)
     runs = [json.loads(p.read_text()) | {"name": p.stem} for p in sorted(RUNS.glob("*.json"))]
     trained_s = sum(a["seconds"] for a in ans.values() if a["guide"] == "trained")
     run_rows = [[r["name"], r.get("steps", "—"), r["identity"]["settings"]["batch_size"],
@@ -327,9 +350,15 @@ def report(args) -> str:
         table(["method", "VADER (mean ± s.e.)", "win vs plain", "reward under trained pair",
                "reward under prompted pair", "upstream log-lik / token", "upstream tokens / answer"], rows), "",
         table(["paired, same openings", "win rate", "VADER difference (mean ± s.e.)"], pair_rows), "",
-        f"The trained rows' searches took {trained_s / 60:.0f} min of wall time ({trained_s / max(1, len(complete)):.0f} s "
-        "an opening for its BoN-16 and CBS answers, two searches at a time on 2 cores). Making the 236 preference "
+        f"The trained rows' searches took {trained_s / 60:.0f} min summed over searches ({trained_s / max(1, len(complete)):.0f} s "
+        "an opening for its BoN-16 and CBS answers; two ran at a time on 2 cores, so about half that in wall time). Making the 236 preference "
         f"pairs took {PREFS_MINUTES} min (1,920 SmolLM2 answers of 50 tokens, 2 threads, shared machine).", "",
+        "## Judges the trained pair never saw", "",
+        "VADER labelled the training pairs, so it is not an independent judge of the trained pair. TextBlob's "
+        "pattern lexicon and AFINN-165 (bench/judges.py) re-judge the same answers; paired differences are "
+        "trained minus prompted on the same openings.", "",
+        table(["method", "TextBlob polarity (mean ± s.e.)", "AFINN sum (mean ± s.e.)",
+               "trained - prompted, TextBlob", "trained - prompted, AFINN"], judge_rows), "",
         "## Training runs", "",
         "Every run made, the two lost ones included (their data went with a restarted machine; the pairs were "
         "made again with the same seed and came out the same 236).", "",
