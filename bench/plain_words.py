@@ -1,0 +1,210 @@
+"""A second, non-sentiment preference: plain words, trained end to end and judged by code it never saw.
+
+    HF_HUB_OFFLINE=1 python bench/plain_words.py prefs  --data DIR            # 1. preference pairs
+    HF_HUB_OFFLINE=1 python bench/plain_words.py train  --data DIR --run NAME  # 2. DPO (w2s train-guide)
+    HF_HUB_OFFLINE=1 python bench/plain_words.py search --data DIR --run NAME --openings 0-39 --workers 2
+    HF_HUB_OFFLINE=1 python bench/plain_words.py score  --run NAME --openings 0-39
+    python bench/plain_words.py report --openings 0-39           # results/trained_guide_plainwords.md
+
+The pipeline of bench/trained_guide.py with another gold reward: Flesch reading ease (bench/judges.py's
+own code: short sentences of short words). SmolLM2 continues the first 160 training openings 8 times each;
+`w2s make-prefs` keeps best against worst above a margin of 10 points; `w2s train-guide` DPO-trains a
+LoRA. Gemma 3 270M base is then guided on evaluation openings (BoN-16 and CBS 4,4,5, the seeds of
+bench/sentiment.py) by that pair and by a prompted pair that states the same preference in words; plain
+sampling is reused from bench/results/trained_guide_answers.jsonl. Every answer is scored under both pairs.
+
+The held-out judges are textstat's (a dependency of the bench extra, not of the training signal):
+its Flesch reading ease (the same formula, its own syllable counter and sentence split) and its
+Dale-Chall score (a list of 3,000 familiar words; no syllables at all). Every answer is in
+bench/results/trained_guide_plainwords_answers.jsonl, one line each, to re-judge.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
+from bench import guide_pipeline as gp  # noqa: E402
+from bench.trained_guide import ANSWERS as SENTIMENT_ANSWERS, SHARD_COMMIT  # noqa: E402
+from bench.common import RESULTS, machine, mean_se, table, today  # noqa: E402
+
+NAME = "trained_guide_plainwords"
+ANSWERS, SCORES = RESULTS / f"{NAME}_answers.jsonl", RESULTS / f"{NAME}_scores.jsonl"
+PREFS, ADAPTERS, RUNS = RESULTS / f"{NAME}_prefs.jsonl", RESULTS / f"{NAME}_adapters", RESULTS / f"{NAME}_runs"
+TRAIN_OPENINGS_USED, N_PER_OPENING, MARGIN = 160, 8, 10.0
+# The same preference stated in words, no training: the prompted pair to beat.
+ROUTE_PROMPTED = "w2s-plainwords-prompted"
+PROMPTED = ("plainwords-prompted", {"beta": 1.0, "tuned": {
+    "model": "smollm2", "system": "You are a film critic who writes in plain, simple words and short sentences."},
+    "untuned": {"model": "smollm2", "system": "You are a film critic who writes long, ornate sentences full of "
+                                              "elaborate, academic vocabulary."}})
+ROUTES = {"trained": gp.ROUTE_TRAINED, "prompted": ROUTE_PROMPTED}
+LABELS = {("plain", "none"): "plain sampling",
+          ("bon16", "prompted"): "BoN-16, prompted pair", ("bon16", "trained"): "BoN-16, trained pair",
+          ("cbs4x4x5", "prompted"): "CBS 4,4,5, prompted pair", ("cbs4x4x5", "trained"): "CBS 4,4,5, trained pair"}
+
+
+def eval_config(run: str):
+    return gp.guide_config(ADAPTERS / run, {ROUTE_PROMPTED: PROMPTED})
+
+
+def stage_prefs(args) -> None:
+    from bench.train_openings import TRAIN_OPENINGS
+
+    seconds = gp.make_prefs(args, PREFS, "bench.judges:flesch_ease", TRAIN_OPENINGS[:TRAIN_OPENINGS_USED],
+                            N_PER_OPENING, MARGIN)
+    if seconds is not None:
+        (RESULTS / f"{NAME}_prefs_seconds.txt").write_text(f"{seconds:.0f}\n")
+
+
+def stage_train(args) -> None:
+    gp.train(args, PREFS, RUNS, ADAPTERS)
+
+
+async def search_worker(args, part: int) -> None:
+    from proxy.engine import Engine
+
+    done = {gp.key(r) for r in gp.read_jsonl(ANSWERS)}
+    todo = [(i, m, g) for i in gp.openings_arg(args.openings)[part::args.workers] for g in args.guides.split(",")
+            for m in ("bon16", "cbs4x4x5") if (i, m, g) not in done]
+    engine = Engine(eval_config(args.run))
+    await engine.start()
+    sha = gp.commit()
+    try:
+        for i, method, guide in todo:
+            rec, seconds = await gp.search_one(engine, ROUTES[guide], i, method)
+            gp.append(ANSWERS, rec | {"guide": guide, "source": f"bench/plain_words.py, run {args.run}, commit {sha}"})
+            print(f"w2s bench: opening {i} {method} {guide}: {seconds:.0f} s", file=sys.stderr)
+    finally:
+        await engine.aclose()
+
+
+def import_plain(indices: list[int]) -> None:
+    """Plain sampling's answers, as bench/trained_guide.py imported them from the sentiment shards."""
+    done = {gp.key(r) for r in gp.read_jsonl(ANSWERS)}
+    for a in gp.read_jsonl(SENTIMENT_ANSWERS):
+        if a["guide"] == "none" and a["opening"] in indices and gp.key(a) not in done:
+            gp.append(ANSWERS, a)
+
+
+def stage_search(args) -> None:
+    import_plain(gp.openings_arg(args.openings))
+    if args.part is not None:
+        asyncio.run(search_worker(args, args.part))
+    else:
+        gp.spawn_search_workers(__file__, args, "--guides", args.guides)
+
+
+async def stage_score_async(args) -> None:
+    from bench.judges import flesch_ease, textstat_dale_chall, textstat_flesch
+    from proxy.engine import Engine
+
+    scored = {gp.key(r) for r in gp.read_jsonl(SCORES)}
+    indices = gp.openings_arg(args.openings)
+    answers = [a for a in gp.read_jsonl(ANSWERS) if gp.key(a) not in scored and a["opening"] in indices]
+    engine = Engine(eval_config(args.run))
+    await engine.start()
+    try:
+        for i in sorted({a["opening"] for a in answers}):
+            mine = [a for a in answers if a["opening"] == i]
+            recs = await gp.score_opening(engine, i, mine, {"reward_trained": "trained",
+                                                            "reward_prompted": PROMPTED[0]})
+            for a, rec in zip(mine, recs):
+                gp.append(SCORES, rec | {"flesch": flesch_ease(a["text"]), "textstat_flesch": textstat_flesch(a["text"]),
+                                         "dale_chall": textstat_dale_chall(a["text"])})
+            print(f"w2s bench: scored opening {i} ({len(mine)} answers)", file=sys.stderr)
+    finally:
+        await engine.aclose()
+
+
+JUDGES = (("flesch", 1), ("textstat_flesch", 1), ("dale_chall", -1))  # field, sign (+1: higher = plainer)
+
+
+def _cell(xs: list[float]) -> str:
+    mu, se = mean_se(xs)
+    return f"{mu:+.2f} ± {se:.2f}"
+
+
+def _paired(label: str, a: dict, b: dict) -> list[str]:
+    """Win rate and mean difference a - b under each judge (Dale-Chall: lower wins)."""
+    row = [label]
+    for f, sign in JUDGES:
+        row += [f"{100 * gp.win_rate([sign * x for x in a[f]], [sign * y for y in b[f]]):.0f}%",
+                _cell([x - y for x, y in zip(a[f], b[f])])]
+    return row
+
+
+def _tables(sc: dict, ans: dict, complete: list[int]) -> tuple[list, list]:
+    fields = ("flesch", "textstat_flesch", "dale_chall", "reward_trained", "reward_prompted", "loglik_per_token")
+    cols = {mg: {f: [sc[(i, *mg)][f] for i in complete] for f in fields} for mg in LABELS}
+    rows = [[label] + [_cell(cols[mg][f]) for f in fields]
+            + [f"{sum(ans[(i, *mg)]['upstream_tokens'] for i in complete) / max(1, len(complete)):.0f}"]
+            for mg, label in LABELS.items()]
+    pairs = [_paired(f"{label} vs plain sampling", cols[mg], cols[("plain", "none")])
+             for mg, label in LABELS.items() if mg[1] != "none"]
+    pairs += [_paired(f"{LABELS[(m, 'trained')]} vs {LABELS[(m, 'prompted')]}", cols[(m, "trained")],
+                      cols[(m, "prompted")]) for m in ("bon16", "cbs4x4x5")]
+    return rows, pairs
+
+
+def _run_rows() -> list[list]:
+    runs = [json.loads(p.read_text()) | {"name": p.stem} for p in sorted(RUNS.glob("*.json"))]
+    return [[r["name"], r.get("steps", "—"), r["identity"]["settings"]["batch_size"],
+             r["identity"]["settings"]["learning_rate"], r["identity"]["settings"]["beta"],
+             f"{r.get('train_pairs', '—')} / {r.get('held_out_pairs', '—')}",
+             f"{r['best']['accuracy']:.3f} at step {r['best']['step']}" if "best" in r else "—",
+             f"{r['seconds_this_run'] / 60:.0f} min" if "seconds_this_run" in r else "—"] for r in runs]
+
+
+def report(args) -> str:
+    indices = gp.openings_arg(args.openings)
+    ans = {gp.key(a): a for a in gp.read_jsonl(ANSWERS) if a["opening"] in indices}
+    sc = {gp.key(s): s for s in gp.read_jsonl(SCORES) if s["opening"] in indices}
+    complete = [i for i in indices if all((i, m, g) in sc for m, g in LABELS)]
+    rows, pairs = _tables(sc, ans, complete)
+    searched = {g: sum(a["seconds"] for a in ans.values() if a["guide"] == g) / 60 for g in ROUTES}
+    prefs_s = RESULTS / f"{NAME}_prefs_seconds.txt"
+    prefs_min = f"{int(prefs_s.read_text()) / 60:.0f} min" if prefs_s.exists() else "—"
+    return "\n".join([
+        "# A second preference: plain words (bench/plain_words.py)", "",
+        f"{today()}; {machine()}.", "",
+        f"Evaluation openings {args.openings} of bench/openings.py ({len(complete)} complete of {len(indices)}). "
+        "Upstream Gemma 3 270M base; guides SmolLM2-135M-Instruct: the pair DPO-trained on Flesch reading ease "
+        "(bench/judges.py's own code; higher = plainer) and a prompted pair (plain, simple words vs long, ornate "
+        f"academic sentences). {gp.MAX_TOKENS} tokens, T={gp.TEMPERATURE}, top-k {gp.TOP_K}, seeds as "
+        "bench/sentiment.py; plain sampling reused from bench/results/trained_guide_answers.jsonl (commit "
+        f"{SHARD_COMMIT}). Held-out judges: textstat's Flesch (the same formula, other code) and its Dale-Chall "
+        "score (lower = plainer; a familiar-word list, no syllables). Every answer is in "
+        f"bench/results/{ANSWERS.name}.", "",
+        table(["method", "Flesch (training judge)", "Flesch (textstat)", "Dale-Chall (textstat; lower = plainer)",
+               "reward under trained pair", "reward under prompted pair", "upstream log-lik / token",
+               "upstream tokens / answer"], rows), "",
+        table(["paired, same openings", "win, Flesch (training)", "difference", "win, Flesch (textstat)",
+               "difference", "win, Dale-Chall", "difference"], pairs), "",
+        f"Cost: preference pairs {prefs_min} ({len(gp.read_jsonl(PREFS))} pairs from {TRAIN_OPENINGS_USED} x "
+        f"{N_PER_OPENING} SmolLM2 answers); searches {searched['trained']:.0f} min (trained) and "
+        f"{searched['prompted']:.0f} min (prompted) summed over searches, two at a time on 2 cores.", "",
+        "## Training runs", "",
+        table(["run", "steps", "batch", "lr", "DPO beta", "train / held-out pairs", "best held-out reward accuracy",
+               "time"], _run_rows()), "",
+    ])
+
+
+def main() -> None:
+    def more(ap):
+        ap.add_argument("--guides", default="trained,prompted", help="which pairs search: trained, prompted or both")
+
+    args = gp.parse_args(__doc__, data="/tmp/w2s-plain-words", run="run1", max_steps=40, openings="0-39", more=more)
+    if args.stage == "report":
+        text = report(args)
+        print(text)
+        (RESULTS / f"{NAME}.md").write_text(text)
+    else:
+        stage = {"prefs": stage_prefs, "train": stage_train, "search": stage_search}.get(args.stage)
+        stage(args) if stage else asyncio.run(stage_score_async(args))
+
+
+if __name__ == "__main__":
+    main()
