@@ -7,6 +7,8 @@ searches are merged into one generate call (providers/generate_batcher.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
@@ -83,60 +85,89 @@ class LocalSampler:
         """One generate call for requests with the same stop strings (see generate_batcher.merge_key)."""
         tok, model = m.tokenizer, m.model
         stops = tuple(reqs[0].stop) + tuple(self.cfg.stop)  # the same for every request in `reqs`
-        texts, limits, rows, add_special = [], [], [], True
-        for r in reqs:
-            rendered = render(r.prompt, tok, self.cfg.template)
-            add_special = rendered.add_special_tokens  # one template per sampler: the same for all
-            texts += [rendered.text + c.prefix for c in r.continuations]
-            limits += [c.max_tokens if c.max_tokens is not None else UNBOUNDED for c in r.continuations]
-            rows += [RowSettings(r.temperature, r.top_p, r.top_k, row_seed(r.seed, i))
-                     for i in range(len(r.continuations))]
-        enc = tok(texts, return_tensors="pt", padding=True, padding_side="left",
-                  add_special_tokens=add_special)
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else m.eos_id])
-        eos_ids.add(m.eos_id)
+        batch = _Batch.of(reqs, tok, self.cfg.template)
+        enc = tok(batch.texts, return_tensors="pt", padding=True, padding_side="left",
+                  add_special_tokens=batch.add_special)
+        eos_ids = _eos_ids(m)
         in_len = enc["input_ids"].shape[1]
-        gen_kw = dict(
-            do_sample=False,  # RowSampler draws; generate's greedy step takes its pick
-            max_new_tokens=max(limits),
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=sorted(eos_ids),
-        )
-        if any(r.temperature > 0 for r in rows):
-            gen_kw.update(logits_processor=LogitsProcessorList([RowSampler(rows)]))
-        if min(limits) < max(limits):  # merged rows with other limits: each row stops at its own
-            gen_kw.update(stopping_criteria=StoppingCriteriaList([RowLimits(in_len, limits)]))
-        if stops:
-            gen_kw.update(stop_strings=list(stops), tokenizer=tok)
-        # Weights shared with an adapter guide: every row runs with this model's own adapter (or none).
-        gen_kw.update(generate_kwargs(model, m.adapter, len(texts)))
+        gen_kw = _generate_kwargs(m, batch, eos_ids, in_len, stops)
         with torch.inference_mode():
             out = model.generate(input_ids=enc["input_ids"].to(m.device),
-                                 attention_mask=enc["attention_mask"].to(m.device), **gen_kw)
-        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-        chunks = []
-        for b, limit in enumerate(limits):
-            new = out[b, in_len:].tolist()[:limit]
-            finish = "length"
-            for i, t in enumerate(new):
-                if t in eos_ids:
-                    new, finish = new[:i], "stop"
-                    break
-            text = tok.decode(new, skip_special_tokens=True)
-            n_tokens = len(new) + (1 if finish == "stop" else 0)
-            hits = sorted((text.find(s), s) for s in stops if s and s in text)
-            matched = None
-            if hits:
-                cut, matched = hits[0]
-                text, finish = text[:cut], "stop"
-            elif finish == "length":
-                # A chunk may end inside a multi-byte character; drop the partial
-                # bytes so the next round re-tokenizes clean text.
-                text = text.rstrip("\ufffd")
-            chunks.append(Chunk(text, finish, n_tokens, int(prompt_lens[b]), stop_sequence=matched))
-        out_chunks, at = [], 0
+                                 attention_mask=enc["attention_mask"].to(m.device), **gen_kw)  # (B, in_len + new)
+        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()  # (B,)
+        chunks = [_chunk(tok, out[b, in_len:].tolist()[:limit], eos_ids, stops, int(prompt_lens[b]))
+                  for b, limit in enumerate(batch.limits)]
+        out_chunks, at = [], 0  # back to one list per request
         for r in reqs:
             out_chunks.append(chunks[at: at + len(r.continuations)])
             at += len(r.continuations)
         return out_chunks
+
+
+@dataclass
+class _Batch:
+    """The rows of one merged generate call: one per continuation, requests in order."""
+
+    texts: list[str]
+    limits: list[int]  # each row's own max new tokens
+    rows: list[RowSettings]  # each row's own sampling settings and seed
+    add_special: bool
+
+    @classmethod
+    def of(cls, reqs: list[SampleRequest], tok, template: str | None) -> "_Batch":
+        batch = cls([], [], [], True)
+        for r in reqs:
+            rendered = render(r.prompt, tok, template)
+            batch.add_special = rendered.add_special_tokens  # one template per sampler: the same for all
+            batch.texts += [rendered.text + c.prefix for c in r.continuations]
+            batch.limits += [c.max_tokens if c.max_tokens is not None else UNBOUNDED for c in r.continuations]
+            batch.rows += [RowSettings(r.temperature, r.top_p, r.top_k, row_seed(r.seed, i))
+                           for i in range(len(r.continuations))]
+        return batch
+
+
+def _eos_ids(m: LoadedModel) -> set[int]:
+    eos = m.model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos if eos is not None else m.eos_id])
+    ids.add(m.eos_id)
+    return ids
+
+
+def _generate_kwargs(m: LoadedModel, batch: _Batch, eos_ids: set[int], in_len: int, stops: tuple) -> dict:
+    limits = batch.limits
+    gen_kw = dict(
+        do_sample=False,  # RowSampler draws; generate's greedy step takes its pick
+        max_new_tokens=max(limits),
+        pad_token_id=m.tokenizer.pad_token_id,
+        eos_token_id=sorted(eos_ids),
+    )
+    if any(r.temperature > 0 for r in batch.rows):
+        gen_kw.update(logits_processor=LogitsProcessorList([RowSampler(batch.rows)]))
+    if min(limits) < max(limits):  # merged rows with other limits: each row stops at its own
+        gen_kw.update(stopping_criteria=StoppingCriteriaList([RowLimits(in_len, limits)]))
+    if stops:
+        gen_kw.update(stop_strings=list(stops), tokenizer=m.tokenizer)
+    # Weights shared with an adapter guide: every row runs with this model's own adapter (or none).
+    gen_kw.update(generate_kwargs(m.model, m.adapter, len(batch.texts)))
+    return gen_kw
+
+
+def _chunk(tok, new: list[int], eos_ids: set[int], stops: tuple, prompt_len: int) -> Chunk:
+    """One row's new tokens -> its chunk: cut at EOS or the first stop string."""
+    finish = "length"
+    for i, t in enumerate(new):
+        if t in eos_ids:
+            new, finish = new[:i], "stop"
+            break
+    text = tok.decode(new, skip_special_tokens=True)
+    n_tokens = len(new) + (1 if finish == "stop" else 0)
+    hits = sorted((text.find(s), s) for s in stops if s and s in text)
+    matched = None
+    if hits:
+        cut, matched = hits[0]
+        text, finish = text[:cut], "stop"
+    elif finish == "length":
+        # A chunk may end inside a multi-byte character; drop the partial
+        # bytes so the next round re-tokenizes clean text.
+        text = text.rstrip("\ufffd")
+    return Chunk(text, finish, n_tokens, prompt_len, stop_sequence=matched)

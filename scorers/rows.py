@@ -88,12 +88,29 @@ def supports_reuse(model) -> bool:
 
 @torch.inference_mode()
 def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
-    from transformers import DynamicCache
-
     device = model.device
-    B = len(rows)
     P = max(r.reuse for r in rows)
     N = max(r.new_tokens for r in rows)
+    input_ids, mask, pos = _inputs(rows, pad_id, P, N)
+    cache = _stitched_cache(rows, P, device) if P > 0 else None
+    keep = any(r.keep for r in rows)
+    with per_row(model, [r.adapter for r in rows]):
+        out = model.get_decoder()(
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=pos.to(device),
+            cache=cache,
+            use_cache=keep,
+        )
+    hidden = out.last_hidden_state  # (B, N, E)
+    new_lp = _target_logps(model, hidden, _targets(rows, N).to(device))  # (B, N) float32, cpu
+    new_cache = out.cache if keep else None
+    return [_row_result(r, b, new_lp, new_cache, P) for b, r in enumerate(rows)]
+
+
+def _inputs(rows: list[Row], pad_id: int, P: int, N: int):
+    """The new tokens right-padded, the mask over both paddings, the true positions."""
+    B = len(rows)
     input_ids = torch.full((B, N), pad_id, dtype=torch.long)  # (B, N)
     mask = torch.zeros((B, P + N), dtype=torch.long)  # (B, P+N)
     pos = torch.zeros((B, N), dtype=torch.long)  # (B, N)
@@ -102,56 +119,52 @@ def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
         input_ids[b, :n] = torch.tensor(r.ids[r.reuse:], dtype=torch.long)
         mask[b, P - r.reuse: P + n] = 1
         pos[b] = torch.arange(r.reuse, r.reuse + N)
-    cache = None
-    if P > 0:
-        layers = []
-        ref = next(r.past for r in rows if r.past is not None).kv
-        for li, (k0, v0) in enumerate(ref):
-            H, _, D = k0.shape
-            k = torch.zeros((B, H, P, D), dtype=k0.dtype, device=device)  # (B, H, P, D)
-            v = torch.zeros((B, H, P, D), dtype=v0.dtype, device=device)
-            for b, r in enumerate(rows):
-                if r.reuse:
-                    k[b, :, P - r.reuse:] = r.past.kv[li][0][:, : r.reuse]
-                    v[b, :, P - r.reuse:] = r.past.kv[li][1][:, : r.reuse]
-            layers.append((k, v))
-        cache = DynamicCache(ddp_cache_data=layers)
-    keep = any(r.keep for r in rows)
-    decoder = model.get_decoder()
-    with per_row(model, [r.adapter for r in rows]):
-        out = decoder(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=pos.to(device),
-            cache=cache,
-            use_cache=keep,
-        )
-    hidden = out.last_hidden_state  # (B, N, E)
-    targets = torch.full((B, N), 0, dtype=torch.long)  # (B, N): token predicted at each position
+    return input_ids, mask, pos
+
+
+def _stitched_cache(rows: list[Row], P: int, device):
+    """Each row's reused keys/values, left-padded to P, as one cache."""
+    from transformers import DynamicCache
+
+    B = len(rows)
+    layers = []
+    ref = next(r.past for r in rows if r.past is not None).kv
+    for li, (k0, v0) in enumerate(ref):
+        H, _, D = k0.shape
+        k = torch.zeros((B, H, P, D), dtype=k0.dtype, device=device)  # (B, H, P, D)
+        v = torch.zeros((B, H, P, D), dtype=v0.dtype, device=device)
+        for b, r in enumerate(rows):
+            if r.reuse:
+                k[b, :, P - r.reuse:] = r.past.kv[li][0][:, : r.reuse]
+                v[b, :, P - r.reuse:] = r.past.kv[li][1][:, : r.reuse]
+        layers.append((k, v))
+    return DynamicCache(ddp_cache_data=layers)
+
+
+def _targets(rows: list[Row], N: int) -> torch.Tensor:
+    targets = torch.full((len(rows), N), 0, dtype=torch.long)  # (B, N): token predicted at each position
     for b, r in enumerate(rows):
         nxt = r.ids[r.reuse + 1:]
         targets[b, : len(nxt)] = torch.tensor(nxt, dtype=torch.long)
-    new_lp = _target_logps(model, hidden, targets.to(device))  # (B, N) float32, cpu
+    return targets
 
-    results = []
-    new_cache = out.cache if keep else None
-    for b, r in enumerate(rows):
-        T = len(r.ids)
-        lp = torch.zeros(T, dtype=torch.float64)
-        if r.reuse:
-            lp[: r.reuse + 1] = r.past.logps[: r.reuse + 1]
-        lp[r.reuse + 1:] = new_lp[b, : T - r.reuse - 1].double()
-        entry = None
-        if r.keep:
-            kv = []
-            for li, layer in enumerate(new_cache.layers):
-                ks, vs = layer.keys[b], layer.values[b]  # (H, P+N, D)
-                k = torch.cat([ks[:, P - r.reuse: P], ks[:, P: P + r.new_tokens]], dim=1).clone()
-                v = torch.cat([vs[:, P - r.reuse: P], vs[:, P: P + r.new_tokens]], dim=1).clone()
-                kv.append((k, v))
-            entry = PastEntry(tuple(r.ids), kv, lp)
-        results.append(RowResult(lp, entry))
-    return results
+
+def _row_result(r: Row, b: int, new_lp: torch.Tensor, new_cache, P: int) -> RowResult:
+    """Row b's log-probs (cached prefix + new), and its keys/values when it is kept."""
+    T = len(r.ids)
+    lp = torch.zeros(T, dtype=torch.float64)  # (T,)
+    if r.reuse:
+        lp[: r.reuse + 1] = r.past.logps[: r.reuse + 1]
+    lp[r.reuse + 1:] = new_lp[b, : T - r.reuse - 1].double()
+    if not r.keep:
+        return RowResult(lp, None)
+    kv = []
+    for layer in new_cache.layers:
+        ks, vs = layer.keys[b], layer.values[b]  # (H, P+N, D)
+        k = torch.cat([ks[:, P - r.reuse: P], ks[:, P: P + r.new_tokens]], dim=1).clone()
+        v = torch.cat([vs[:, P - r.reuse: P], vs[:, P: P + r.new_tokens]], dim=1).clone()
+        kv.append((k, v))
+    return RowResult(lp, PastEntry(tuple(r.ids), kv, lp))
 
 
 def _target_logps(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
