@@ -109,6 +109,11 @@ def mean_se(xs: list[float]) -> tuple[float, float]:
     return m, math.sqrt(var / n)
 
 
+def win_rate(a: list[float], b: list[float]) -> float:
+    """The share of pairs where a beats b, a tie counting half."""
+    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(a)
+
+
 def write_result(name: str, text: str, out: str | None = None) -> Path:
     path = Path(out) if out else RESULTS / f"{name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)

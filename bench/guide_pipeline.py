@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from bench.common import ROOT
 from bench.openings import OPENINGS
@@ -149,6 +150,26 @@ async def search_one(engine, route: str, i: int, method: str) -> tuple[dict, flo
             "seconds": round(seconds, 2)}, seconds
 
 
+async def search_part(args, part: int, config, answers: Path, routes: dict[str, str], source: str) -> None:
+    """This worker's share of the openings (every args.workers-th from part): BoN-16 and CBS for each guide
+    in routes ({guide: route}), skipping answers already in `answers`, appending each as it comes."""
+    from proxy.engine import Engine
+
+    done = {key(r) for r in read_jsonl(answers)}
+    todo = [(i, m, g) for i in openings_arg(args.openings)[part::args.workers] for g in routes
+            for m in ("bon16", "cbs4x4x5") if (i, m, g) not in done]
+    engine = Engine(config)
+    await engine.start()
+    sha = commit()
+    try:
+        for i, method, guide in todo:
+            rec, seconds = await search_one(engine, routes[guide], i, method)
+            append(answers, rec | {"guide": guide, "source": f"{source}, run {args.run}, commit {sha}"})
+            print(f"w2s bench: opening {i} {method} {guide}: {seconds:.0f} s", file=sys.stderr)
+    finally:
+        await engine.aclose()
+
+
 def spawn_search_workers(script: str, args, *extra: str) -> None:
     """`script search --part p` for each of args.workers parts, at once; each resumes on its own."""
     procs = [subprocess.Popen([sys.executable, script, "search", "--data", str(args.data), "--run", args.run,
@@ -185,8 +206,24 @@ async def score_opening(engine, i: int, mine: list[dict], guides: dict[str, str]
     return out
 
 
-def win_rate(a: list[float], b: list[float]) -> float:
-    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(a)
+async def score_all(args, config, answers: Path, scores: Path, guides: dict[str, str],
+                    judges: dict[str, Callable[[str], float]]) -> None:
+    """Every answer of args.openings not yet in `scores`: score_opening's fields plus each judge's score."""
+    from proxy.engine import Engine
+
+    scored = {key(r) for r in read_jsonl(scores)}
+    indices = openings_arg(args.openings)
+    todo = [a for a in read_jsonl(answers) if key(a) not in scored and a["opening"] in indices]
+    engine = Engine(config)
+    await engine.start()
+    try:
+        for i in sorted({a["opening"] for a in todo}):
+            mine = [a for a in todo if a["opening"] == i]
+            for a, rec in zip(mine, await score_opening(engine, i, mine, guides)):
+                append(scores, rec | {field: judge(a["text"]) for field, judge in judges.items()})
+            print(f"w2s bench: scored opening {i} ({len(mine)} answers)", file=sys.stderr)
+    finally:
+        await engine.aclose()
 
 
 def parse_args(doc: str, *, data: str, run: str, max_steps: int, openings: str, more=None):

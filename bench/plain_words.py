@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
 from bench import guide_pipeline as gp  # noqa: E402
 from bench.trained_guide import ANSWERS as SENTIMENT_ANSWERS, SHARD_COMMIT  # noqa: E402
-from bench.common import RESULTS, machine, mean_se, table, today  # noqa: E402
+from bench.common import RESULTS, machine, mean_se, table, today, win_rate  # noqa: E402
 
 NAME = "trained_guide_plainwords"
 ANSWERS, SCORES = RESULTS / f"{NAME}_answers.jsonl", RESULTS / f"{NAME}_scores.jsonl"
@@ -65,24 +65,6 @@ def stage_train(args) -> None:
     gp.train(args, PREFS, RUNS, ADAPTERS)
 
 
-async def search_worker(args, part: int) -> None:
-    from proxy.engine import Engine
-
-    done = {gp.key(r) for r in gp.read_jsonl(ANSWERS)}
-    todo = [(i, m, g) for i in gp.openings_arg(args.openings)[part::args.workers] for g in args.guides.split(",")
-            for m in ("bon16", "cbs4x4x5") if (i, m, g) not in done]
-    engine = Engine(eval_config(args.run))
-    await engine.start()
-    sha = gp.commit()
-    try:
-        for i, method, guide in todo:
-            rec, seconds = await gp.search_one(engine, ROUTES[guide], i, method)
-            gp.append(ANSWERS, rec | {"guide": guide, "source": f"bench/plain_words.py, run {args.run}, commit {sha}"})
-            print(f"w2s bench: opening {i} {method} {guide}: {seconds:.0f} s", file=sys.stderr)
-    finally:
-        await engine.aclose()
-
-
 def import_plain(indices: list[int]) -> None:
     """Plain sampling's answers, as bench/trained_guide.py imported them from the sentiment shards."""
     done = {gp.key(r) for r in gp.read_jsonl(ANSWERS)}
@@ -94,31 +76,18 @@ def import_plain(indices: list[int]) -> None:
 def stage_search(args) -> None:
     import_plain(gp.openings_arg(args.openings))
     if args.part is not None:
-        asyncio.run(search_worker(args, args.part))
+        routes = {g: ROUTES[g] for g in args.guides.split(",")}
+        asyncio.run(gp.search_part(args, args.part, eval_config(args.run), ANSWERS, routes, "bench/plain_words.py"))
     else:
         gp.spawn_search_workers(__file__, args, "--guides", args.guides)
 
 
 async def stage_score_async(args) -> None:
     from bench.judges import flesch_ease, textstat_dale_chall, textstat_flesch
-    from proxy.engine import Engine
 
-    scored = {gp.key(r) for r in gp.read_jsonl(SCORES)}
-    indices = gp.openings_arg(args.openings)
-    answers = [a for a in gp.read_jsonl(ANSWERS) if gp.key(a) not in scored and a["opening"] in indices]
-    engine = Engine(eval_config(args.run))
-    await engine.start()
-    try:
-        for i in sorted({a["opening"] for a in answers}):
-            mine = [a for a in answers if a["opening"] == i]
-            recs = await gp.score_opening(engine, i, mine, {"reward_trained": "trained",
-                                                            "reward_prompted": PROMPTED[0]})
-            for a, rec in zip(mine, recs):
-                gp.append(SCORES, rec | {"flesch": flesch_ease(a["text"]), "textstat_flesch": textstat_flesch(a["text"]),
-                                         "dale_chall": textstat_dale_chall(a["text"])})
-            print(f"w2s bench: scored opening {i} ({len(mine)} answers)", file=sys.stderr)
-    finally:
-        await engine.aclose()
+    await gp.score_all(args, eval_config(args.run), ANSWERS, SCORES,
+                       {"reward_trained": "trained", "reward_prompted": PROMPTED[0]},
+                       {"flesch": flesch_ease, "textstat_flesch": textstat_flesch, "dale_chall": textstat_dale_chall})
 
 
 JUDGES = (("flesch", 1), ("textstat_flesch", 1), ("dale_chall", -1))  # field, sign (+1: higher = plainer)
@@ -133,7 +102,7 @@ def _paired(label: str, a: dict, b: dict) -> list[str]:
     """Win rate and mean difference a - b under each judge (Dale-Chall: lower wins)."""
     row = [label]
     for f, sign in JUDGES:
-        row += [f"{100 * gp.win_rate([sign * x for x in a[f]], [sign * y for y in b[f]]):.0f}%",
+        row += [f"{100 * win_rate([sign * x for x in a[f]], [sign * y for y in b[f]]):.0f}%",
                 _cell([x - y for x, y in zip(a[f], b[f])])]
     return row
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import machine, mean_se, set_threads, table, today, write_result  # noqa: E402
+from bench.common import machine, mean_se, set_threads, table, today, win_rate, write_result  # noqa: E402
 from bench.openings import OPENINGS  # noqa: E402
 
 ROUTE = "w2s-default"
@@ -172,19 +172,13 @@ async def evaluate(engine, runs: list[Run], prompts, openings) -> float:
     return time.perf_counter() - t0
 
 
-def win_rate(a: list[float], b: list[float]) -> float:
-    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(a)
-
-
 def report(runs: list[Run], args, n: int, load_s: float, eval_s: float, total_s: float) -> str:
-    from bench.common import mean_se as ms
-
     base = runs[0]
     rows = []
     for r in runs:
-        jm, js = ms(r.judge)
-        gm, gs = ms(r.guide)
-        lm, ls = ms(r.loglik)
+        jm, js = mean_se(r.judge)
+        gm, gs = mean_se(r.guide)
+        lm, ls = mean_se(r.loglik)
         wr = win_rate(r.judge, base.judge) if r is not base else float("nan")
         pos = sum(j > 0.05 for j in r.judge) / n
         rows.append([r.method.label(), f"{jm:+.3f} ± {js:.3f}", f"{100 * wr:.0f}%" if r is not base else "—",

@@ -30,10 +30,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import RESULTS, machine, mean_se, table, today  # noqa: E402
+from bench.common import RESULTS, machine, mean_se, table, today, win_rate  # noqa: E402
 from bench.guide_pipeline import (METHODS, MAX_TOKENS, ROUTE_TRAINED, TEMPERATURE, TOP_K, append,  # noqa: E402
-                                  commit, guide_config, make_prefs, key, openings_arg, parse_args, read_jsonl,
-                                  score_opening, search_one, spawn_search_workers, train, win_rate)
+                                  guide_config, key, make_prefs, openings_arg, parse_args, read_jsonl, score_all,
+                                  search_part, spawn_search_workers, train)
 
 ANSWERS = RESULTS / "trained_guide_answers.jsonl"
 SCORES = RESULTS / "trained_guide_scores.jsonl"
@@ -63,24 +63,6 @@ def eval_config(run: str):
     return guide_config(ADAPTERS / run)
 
 
-async def search_worker(args, part: int) -> None:
-    from proxy.engine import Engine
-
-    done = {key(r) for r in read_jsonl(ANSWERS)}
-    todo = [(i, m) for i in openings_arg(args.openings)[part::args.workers] for m in ("bon16", "cbs4x4x5")
-            if (i, m, "trained") not in done]
-    engine = Engine(eval_config(args.run))
-    await engine.start()
-    sha = commit()
-    try:
-        for i, method in todo:
-            rec, seconds = await search_one(engine, ROUTE_TRAINED, i, method)
-            append(ANSWERS, rec | {"guide": "trained", "source": f"bench/trained_guide.py, run {args.run}, commit {sha}"})
-            print(f"w2s bench: opening {i} {method} trained: {seconds:.0f} s", file=sys.stderr)
-    finally:
-        await engine.aclose()
-
-
 def import_shards(indices: list[int]) -> None:
     """Plain sampling and the prompted pair's answers from bench/sentiment.py's shards, once."""
     done = {key(r) for r in read_jsonl(ANSWERS)}
@@ -102,7 +84,8 @@ def import_shards(indices: list[int]) -> None:
 def stage_search(args) -> None:
     import_shards(openings_arg(args.openings))
     if args.part is not None:
-        asyncio.run(search_worker(args, args.part))
+        asyncio.run(search_part(args, args.part, eval_config(args.run), ANSWERS, {"trained": ROUTE_TRAINED},
+                                "bench/trained_guide.py"))
     else:
         spawn_search_workers(__file__, args)
 
@@ -111,25 +94,10 @@ def stage_search(args) -> None:
 
 
 async def stage_score_async(args) -> None:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    from bench.judges import vader_compound
 
-    from proxy.engine import Engine
-
-    vader = SentimentIntensityAnalyzer()
-    scored = {key(r) for r in read_jsonl(SCORES)}
-    answers = [a for a in read_jsonl(ANSWERS) if key(a) not in scored and a["opening"] in openings_arg(args.openings)]
-    engine = Engine(eval_config(args.run))
-    await engine.start()
-    try:
-        for i in sorted({a["opening"] for a in answers}):
-            mine = [a for a in answers if a["opening"] == i]
-            recs = await score_opening(engine, i, mine, {"reward_trained": "trained",
-                                                         "reward_prompted": "positive-critic"})
-            for a, rec in zip(mine, recs):
-                append(SCORES, rec | {"vader": vader.polarity_scores(a["text"])["compound"]})
-            print(f"w2s bench: scored opening {i} ({len(mine)} answers)", file=sys.stderr)
-    finally:
-        await engine.aclose()
+    await score_all(args, eval_config(args.run), ANSWERS, SCORES,
+                    {"reward_trained": "trained", "reward_prompted": "positive-critic"}, {"vader": vader_compound})
 
 
 # --- report --------------------------------------------------------------------------------------
