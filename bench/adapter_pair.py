@@ -53,8 +53,8 @@ class Setup:
         import torch
         from peft import LoraConfig, get_peft_model
 
-        from proxy.core.config import ModelConfig, ScorerConfig
-        from proxy.runtime.loading import load_model
+        from w2s.proxy.core.config import ModelConfig, ScorerConfig
+        from w2s.proxy.runtime.loading import load_model
 
         t0 = time.perf_counter()
         if args.random_weights:
@@ -79,10 +79,10 @@ class Setup:
 
     def pair(self, kind: str, incremental: bool):
         """GuidePair over one PeftModel ("adapter") or a merged copy + the base ("copies")."""
-        from proxy.core.config import GuideConfig, GuideSide
-        from proxy.runtime.pool import ModelPool
-        from scorers.batcher import RowBatcher
-        from scorers.pair import GuidePair
+        from w2s.proxy.core.config import GuideConfig, GuideSide
+        from w2s.proxy.runtime.pool import ModelPool
+        from w2s.scorers.batcher import RowBatcher
+        from w2s.scorers.pair import GuidePair
 
         pool = ModelPool({})
         if kind == "adapter":
@@ -104,7 +104,7 @@ def kernels(s: Setup, rows_ids: list[list[int]]) -> dict:
     """The four ways to run the same rows (row b: tuned when b is even), as zero-argument calls."""
     import torch
 
-    from scorers.rows import Row, forward_rows
+    from w2s.scorers.rows import Row, forward_rows
 
     B, T = len(rows_ids), max(len(r) for r in rows_ids)
     pad = s.plain.tokenizer.pad_token_id or 0
@@ -132,7 +132,7 @@ def kernels(s: Setup, rows_ids: list[list[int]]) -> dict:
 
 
 async def measure(s: Setup, B: int, resp_tokens: int, reps: int, min_seconds: float) -> dict:
-    from proxy.core.types import Prompt, ScoreItem
+    from w2s.proxy.core.types import Prompt, ScoreItem
 
     prompt = Prompt.chat([{"role": "user", "content": PROMPT_TEXT}])
     items = [ScoreItem(s.text_of(resp_tokens, offset=7 * i), False) for i in range(max(1, B // 2))]

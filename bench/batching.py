@@ -69,7 +69,7 @@ class ModelThread:
 
 
 def instrument(engine) -> ModelThread:
-    from scorers.rows import forward_rows
+    from w2s.scorers.rows import forward_rows
 
     mt = ModelThread()
     pool = engine.pool
@@ -211,9 +211,9 @@ async def run(args) -> tuple[list[Phase], str, dict]:
 
     from openai import AsyncOpenAI
 
-    from proxy.core.config import load_config
-    from proxy.engine import Engine
-    from proxy.server.app import create_app, start
+    from w2s.proxy.core.config import load_config
+    from w2s.proxy.engine import Engine
+    from w2s.proxy.server.app import create_app, start
 
     search = {"w": 2, "k": 2, "l": 8, "max_tokens": 16 if args.quick else 24}
     order = [1, args.clients] if args.quick else [1, args.clients, args.clients, 1]

@@ -150,7 +150,7 @@ def w2s_check(config: dict, upstream: str) -> tuple[int, str]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "check.json"  # JSON is YAML
         path.write_text(json.dumps(config))
-        done = subprocess.run([sys.executable, "-m", "proxy.cli", "--config", str(path), "check", upstream],
+        done = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "--config", str(path), "check", upstream],
                               cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
                               timeout=600)
     return done.returncode, (done.stdout + done.stderr).strip()

@@ -26,9 +26,9 @@ from bench.common import machine, run_main, table, today  # noqa: E402
 async def run(args):
     import aiohttp
 
-    from proxy.core.config import parse_config
-    from proxy.engine import Engine
-    from proxy.server.app import create_app, start
+    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.engine import Engine
+    from w2s.proxy.server.app import create_app, start
     from tests.fault_upstream import FaultUpstream
 
     fake = await FaultUpstream().start()

@@ -30,8 +30,8 @@ NEG = ["boring", "dull", "clumsy", "tedious", "ugly", "lifeless", "awful", "poin
 
 
 def synthetic_prefs(n: int):
-    from proxy.core.types import Prompt
-    from proxy.train.prefs import Preference
+    from w2s.proxy.core.types import Prompt
+    from w2s.proxy.train.prefs import Preference
 
     r = random.Random(0)
     out = []
@@ -68,11 +68,11 @@ def step_timer():
 
 def run(args):
     from bench.scorer import random_model
-    from proxy.core.config import GuideSide, ModelConfig
-    from proxy.runtime.loading import load_model
-    from proxy.train.dpo import train_dpo
-    from proxy.train.encode import encode_pair
-    from proxy.train.settings import DPOSettings
+    from w2s.proxy.core.config import GuideSide, ModelConfig
+    from w2s.proxy.runtime.loading import load_model
+    from w2s.proxy.train.dpo import train_dpo
+    from w2s.proxy.train.encode import encode_pair
+    from w2s.proxy.train.settings import DPOSettings
 
     t0 = time.perf_counter()
     if args.random_weights:

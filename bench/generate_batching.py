@@ -56,7 +56,7 @@ class Phase:
 
 
 async def run_phase(engine, sampler, merge: bool, clients: int, search: dict, max_rows: int) -> Phase:
-    from proxy.core.types import Prompt
+    from w2s.proxy.core.types import Prompt
 
     sampler.batcher.max_rows = max_rows if merge else 1
     gen0 = (sampler.batcher.stats.calls, sampler.batcher.stats.rows)
@@ -85,9 +85,9 @@ async def run_phase(engine, sampler, merge: bool, clients: int, search: dict, ma
 
 
 async def run(args) -> tuple[dict, dict]:
-    from proxy.core.config import load_config
-    from proxy.engine import Engine
-    from proxy.core.types import Prompt
+    from w2s.proxy.core.config import load_config
+    from w2s.proxy.engine import Engine
+    from w2s.proxy.core.types import Prompt
 
     set_threads(args.threads)
     search = {"w": 2, "k": 2, "l": 8, "max_tokens": 16 if args.quick else 24}

@@ -68,7 +68,7 @@ def data_config(data: Path) -> Path:
 
 
 def w2s(*args: str, threads: int) -> None:
-    cmd = [sys.executable, "-m", "proxy.cli", "--threads", str(threads), *args]
+    cmd = [sys.executable, "-m", "w2s.proxy.cli", "--threads", str(threads), *args]
     print("$ w2s " + " ".join(args), file=sys.stderr)
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
 
@@ -119,7 +119,7 @@ def guide_config(adapter_dir: Path, extra_guides: dict | None = None):
     extra_guides: {route: (guide name, guide config)}, more routes like w2s-default with another guide."""
     import yaml
 
-    from proxy.core.config import parse_config
+    from w2s.proxy.core.config import parse_config
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     adapter = str(adapter_dir.resolve())
@@ -137,7 +137,7 @@ def guide_config(adapter_dir: Path, extra_guides: dict | None = None):
 
 async def search_one(engine, route: str, i: int, method: str) -> tuple[dict, float]:
     """One answer for opening i by `method` on `route`, the seeds of bench/sentiment.py; its record."""
-    from proxy.core.types import Prompt
+    from w2s.proxy.core.types import Prompt
 
     w, k, l, mi = METHODS[method]
     plan = engine.plan(route, {"w": w, "k": k, "l": l, "max_tokens": MAX_TOKENS, "top_k": TOP_K,
@@ -153,7 +153,7 @@ async def search_one(engine, route: str, i: int, method: str) -> tuple[dict, flo
 async def search_part(args, part: int, config, answers: Path, routes: dict[str, str], source: str) -> None:
     """This worker's share of the openings (every args.workers-th from part): BoN-16 and CBS for each guide
     in routes ({guide: route}), skipping answers already in `answers`, appending each as it comes."""
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     done = {key(r) for r in read_jsonl(answers)}
     todo = [(i, m, g) for i in openings_arg(args.openings)[part::args.workers] for g in routes
@@ -183,8 +183,8 @@ async def score_opening(engine, i: int, mine: list[dict], guides: dict[str, str]
     """Opening i's answers under each guide pair ({field: guide name}: every answer under every pair, so rows
     compare) and their log-likelihood per token under Gemma itself (the KL side). One dict per answer."""
     from bench.sentiment import upstream_loglik_rows
-    from proxy.core.types import Prompt, ScoreItem
-    from scorers.rows import forward_rows
+    from w2s.proxy.core.types import Prompt, ScoreItem
+    from w2s.scorers.rows import forward_rows
 
     items = [ScoreItem(a["text"], a["finish"] == "stop") for a in mine]
     rewards = {}
@@ -209,7 +209,7 @@ async def score_opening(engine, i: int, mine: list[dict], guides: dict[str, str]
 async def score_all(args, config, answers: Path, scores: Path, guides: dict[str, str],
                     judges: dict[str, Callable[[str], float]]) -> None:
     """Every answer of args.openings not yet in `scores`: score_opening's fields plus each judge's score."""
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     scored = {key(r) for r in read_jsonl(scores)}
     indices = openings_arg(args.openings)

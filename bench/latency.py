@@ -205,7 +205,7 @@ class EngineClient:
         return {"seconds": st.seconds, "batches": st.batches, "rows": st.rows, "tokens": st.tokens}
 
     async def one(self, route: str, prompt: str, seed: int, max_tokens: int) -> dict:
-        from proxy.core.types import Prompt
+        from w2s.proxy.core.types import Prompt
 
         t0 = time.perf_counter()
         res = await self.engine.run(self.engine.plan(route, {"seed": seed, "max_tokens": max_tokens}), Prompt.raw(prompt))
@@ -356,8 +356,8 @@ async def main_async(args) -> None:
         cfg_dict = bench_config_dict(up_port, args)
         await wait_http(f"{up_base}/stats", 30)
         if args.in_process:
-            from proxy.core.config import parse_config
-            from proxy.engine import Engine
+            from w2s.proxy.core.config import parse_config
+            from w2s.proxy.engine import Engine
 
             engine = Engine(parse_config(cfg_dict, "bench"))
             await engine.start()

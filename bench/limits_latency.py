@@ -79,7 +79,7 @@ async def run(args):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "proxy.cli", "--threads", str(args.threads or 1), "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "w2s.proxy.cli", "--threads", str(args.threads or 1), "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:

@@ -56,8 +56,8 @@ def excerpt(trace: dict) -> str:
 async def replay(name: str, modes: dict, up: dict, messages: list[dict]) -> str:
     import openai
 
-    from proxy.core.config import parse_config
-    from proxy.server.app import create_app, start
+    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.server.app import create_app, start
     from tests.fault_upstream import FaultUpstream
 
     fake = await FaultUpstream(**modes).start()
@@ -85,8 +85,8 @@ def check(up: dict) -> tuple[int, str]:
 
 
 async def run(args):
-    from proxy.core.config import load_config
-    from proxy.server.app import create_app, start
+    from w2s.proxy.core.config import load_config
+    from w2s.proxy.server.app import create_app, start
     from tests.fault_upstream import FaultUpstream
 
     out: dict = {"replays": {}, "checks": {}}

@@ -97,7 +97,7 @@ class Bench:
         self.metrics, self.max_tokens = metrics, max_tokens
 
     async def direct(self, i: int) -> tuple[float, str, int]:
-        from proxy.core.types import Prompt
+        from w2s.proxy.core.types import Prompt
 
         t0 = time.perf_counter()
         plan = self.engine.plan(self.route, {"max_tokens": self.max_tokens, "seed": SEED + i})
@@ -184,10 +184,10 @@ async def run(args) -> tuple[list[Section], str]:
 
     from openai import AsyncOpenAI
 
-    from proxy.core.config import load_config
-    from proxy.engine import Engine
-    from proxy.server.app import create_app, start
-    from proxy.server.service import SERVICE
+    from w2s.proxy.core.config import load_config
+    from w2s.proxy.engine import Engine
+    from w2s.proxy.server.app import create_app, start
+    from w2s.proxy.server.service import SERVICE
     from tests.scripted import fake_config, scripted_engine
 
     quick = args.quick

@@ -37,11 +37,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from providers.anthropic import AnthropicSampler  # noqa: E402
-from providers.openai import OpenAISampler  # noqa: E402
-from proxy.core.config import UpstreamConfig, parse_config  # noqa: E402
-from proxy.core.search import search  # noqa: E402
-from proxy.core.types import Prompt, SearchParams, SearchResult  # noqa: E402
+from w2s.providers.anthropic import AnthropicSampler  # noqa: E402
+from w2s.providers.openai import OpenAISampler  # noqa: E402
+from w2s.proxy.core.config import UpstreamConfig, parse_config  # noqa: E402
+from w2s.proxy.core.search import search  # noqa: E402
+from w2s.proxy.core.types import Prompt, SearchParams, SearchResult  # noqa: E402
 
 PROMPTS = (
     "I watched this movie last night and",
@@ -107,8 +107,8 @@ async def main(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from proxy.engine import Engine
-    from proxy.server.app import create_app, start
+    from w2s.proxy.engine import Engine
+    from w2s.proxy.server.app import create_app, start
 
     t0 = time.perf_counter()
     engine = Engine(parse_config(config(), "bench/provider_cost.py"))

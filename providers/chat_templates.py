@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from proxy.core.chat_template import ChatTemplate
-from proxy.core.errors import ConfigError
+from w2s.proxy.core.chat_template import ChatTemplate
+from w2s.proxy.core.errors import ConfigError
 
 
 def load_chat_template(spec: str, upstream: str) -> ChatTemplate:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from proxy.core.types import Continuation, Prompt, SampleRequest, SampleResult
+from w2s.proxy.core.types import Continuation, Prompt, SampleRequest, SampleResult
 
 log = logging.getLogger("w2s.providers")
 

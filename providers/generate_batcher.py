@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from proxy.core.job_queue import JobQueue
-from proxy.core.types import Chunk, SampleRequest
+from w2s.proxy.core.job_queue import JobQueue
+from w2s.proxy.core.types import Chunk, SampleRequest
 
 log = logging.getLogger("w2s.local")
 

@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 
-from proxy.core.errors import W2SError
-from proxy.core.health import UpstreamHealth
-from proxy.core.interfaces import Sampler
-from proxy.core.types import SampleRequest, SampleResult
+from w2s.proxy.core.errors import W2SError
+from w2s.proxy.core.health import UpstreamHealth
+from w2s.proxy.core.interfaces import Sampler
+from w2s.proxy.core.types import SampleRequest, SampleResult
 
 log = logging.getLogger("w2s.providers.health")
 

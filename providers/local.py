@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from providers.generate_batcher import GenerateBatcher, GenerateStats
-from providers.row_sampling import RowSampler, RowSettings, row_seed
-from proxy.core.config import UpstreamConfig
-from proxy.core.rendering import check_fits, render
-from proxy.core.types import Chunk, SampleRequest, SampleResult
-from proxy.runtime.adapters import generate_kwargs
-from proxy.runtime.loading import LoadedModel
-from proxy.runtime.pool import ModelPool
+from w2s.providers.generate_batcher import GenerateBatcher, GenerateStats
+from w2s.providers.row_sampling import RowSampler, RowSettings, row_seed
+from w2s.proxy.core.config import UpstreamConfig
+from w2s.proxy.core.rendering import check_fits, render
+from w2s.proxy.core.types import Chunk, SampleRequest, SampleResult
+from w2s.proxy.runtime.adapters import generate_kwargs
+from w2s.proxy.runtime.loading import LoadedModel
+from w2s.proxy.runtime.pool import ModelPool
 
 UNBOUNDED = 1024  # a continuation with max_tokens=None stops here at the latest
 

@@ -29,15 +29,15 @@ from typing import Any
 
 import openai as sdk
 
-from providers import tokens
-from providers.chat_templates import load_chat_template
-from providers.continuation import ContinuationCheck
-from providers.limits import Limiter
-from providers.retry import MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
-from proxy.core.config import UpstreamConfig, resolve_secret
-from proxy.core.errors import ConfigError, InvalidRequest, UpstreamCannotContinue, UpstreamError
-from proxy.core.rendering import render
-from proxy.core.types import Chunk, FinishReason, SampleRequest, SampleResult
+from w2s.providers import tokens
+from w2s.providers.chat_templates import load_chat_template
+from w2s.providers.continuation import ContinuationCheck
+from w2s.providers.limits import Limiter
+from w2s.providers.retry import MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
+from w2s.proxy.core.config import UpstreamConfig, resolve_secret
+from w2s.proxy.core.errors import ConfigError, InvalidRequest, UpstreamCannotContinue, UpstreamError
+from w2s.proxy.core.rendering import render
+from w2s.proxy.core.types import Chunk, FinishReason, SampleRequest, SampleResult
 
 log = logging.getLogger("w2s.providers.openai")
 

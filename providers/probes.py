@@ -14,10 +14,10 @@ from typing import Any, Awaitable, Callable
 
 import openai as sdk
 
-from providers import continuation
-from providers.openai import OpenAISampler, _Call
-from proxy.core.rendering import render
-from proxy.core.types import Continuation, SampleRequest
+from w2s.providers import continuation
+from w2s.providers.openai import OpenAISampler, _Call
+from w2s.proxy.core.rendering import render
+from w2s.proxy.core.types import Continuation, SampleRequest
 
 COUNT_PROMPT = continuation.PROMPT
 STOP_PREFIX, STOP = "1, 2, 3, 4, 5", ", 8"  # a count continued at temperature 0 writes ", 6, 7, 8, ..."
@@ -165,7 +165,7 @@ async def _seed(s: OpenAISampler) -> Verdict:
 
 async def check_sampler(sampler) -> Report:
     """Any other upstream (in process, Anthropic): reachability and the continuation probe."""
-    from providers.anthropic import AnthropicSampler
+    from w2s.providers.anthropic import AnthropicSampler
 
     report = Report(sampler.name, type(sampler).__name__)
     if isinstance(sampler, AnthropicSampler):

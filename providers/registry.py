@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from proxy.core.config import UpstreamConfig
-from proxy.core.errors import ConfigError
+from w2s.proxy.core.config import UpstreamConfig
+from w2s.proxy.core.errors import ConfigError
 
 # Imported lazily so a local-only setup never imports an SDK it does not use.
 PROVIDERS = {
-    "local": "providers.local:LocalSampler",
-    "openai": "providers.openai:OpenAISampler",
-    "anthropic": "providers.anthropic:AnthropicSampler",
+    "local": "w2s.providers.local:LocalSampler",
+    "openai": "w2s.providers.openai:OpenAISampler",
+    "anthropic": "w2s.providers.anthropic:AnthropicSampler",
 }
 
 

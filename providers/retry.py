@@ -29,8 +29,8 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 import httpx2
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from proxy.core.errors import UpstreamError, UpstreamRefused, UpstreamTimeout
-from proxy.core.types import Chunk
+from w2s.proxy.core.errors import UpstreamError, UpstreamRefused, UpstreamTimeout
+from w2s.proxy.core.types import Chunk
 
 log = logging.getLogger("w2s.providers.retry")
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import tiktoken
 
-from proxy.core.types import content_text
+from w2s.proxy.core.types import content_text
 
 log = logging.getLogger("w2s.providers.tokens")
 

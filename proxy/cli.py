@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from proxy.core.errors import ConfigError, W2SError
-from proxy.core.types import Prompt, SearchResult
+from w2s.proxy.core.errors import ConfigError, W2SError
+from w2s.proxy.core.types import Prompt, SearchResult
 
 
 def _search_flags(p: argparse.ArgumentParser) -> None:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "view":  # needs no config: a file and the page
             return _view(args)
-        from proxy.core.config import load_config
+        from w2s.proxy.core.config import load_config
 
         cfg = load_config(args.config)
         if args.threads is not None:
@@ -169,21 +169,21 @@ def _run(cfg, args) -> int:
     if args.cmd == "generate":
         return asyncio.run(_generate(cfg, args))
     if args.cmd == "serve":
-        from proxy.server.app import serve
+        from w2s.proxy.server.app import serve
 
         serve(cfg, host=args.host or cfg.server.host, port=args.port or cfg.server.port)
         _exit_now(0)
     if args.cmd == "batch":
-        from proxy.batch.run import run_batch_cli
+        from w2s.proxy.batch.run import run_batch_cli
 
         return run_batch_cli(cfg, args)
     if args.cmd == "check":
         return asyncio.run(_check(cfg, args.upstream))
     if args.cmd == "make-prefs":
-        from proxy.batch.prefs import make_prefs_cli
+        from w2s.proxy.batch.prefs import make_prefs_cli
 
         return make_prefs_cli(cfg, args)
-    from proxy.train.run import train_guide_cli  # train-guide
+    from w2s.proxy.train.run import train_guide_cli  # train-guide
 
     return train_guide_cli(cfg, args)
 
@@ -230,7 +230,7 @@ def _prompt(args) -> Prompt:
 
 
 async def _generate(cfg, args) -> int:
-    from proxy.engine import Engine  # torch: only for the commands that run models here
+    from w2s.proxy.engine import Engine  # torch: only for the commands that run models here
 
     prompt = _prompt(args)
     if args.trace_json and not Path(args.trace_json).resolve().parent.is_dir():
@@ -270,9 +270,9 @@ async def _generate(cfg, args) -> int:
 
 async def _check(cfg, name: str) -> int:
     """Exit status 0 only when the upstream can run CBS as configured."""
-    from providers.probes import check
-    from providers.registry import make_sampler
-    from proxy.runtime.pool import ModelPool
+    from w2s.providers.probes import check
+    from w2s.providers.registry import make_sampler
+    from w2s.proxy.runtime.pool import ModelPool
 
     if name not in cfg.upstreams:
         raise ConfigError(f"unknown upstream {name!r} (configured: {', '.join(sorted(cfg.upstreams)) or 'none'})")
@@ -288,8 +288,8 @@ async def _check(cfg, name: str) -> int:
     print("\n".join(report.lines()))
     return 0 if report.blocking is None else 1
 def _write_trace(path: str, result: SearchResult, plan, prompt: Prompt) -> None:
-    from proxy.api.job import Job
-    from proxy.api.trace import trace_body
+    from w2s.proxy.api.job import Job
+    from w2s.proxy.api.trace import trace_body
 
     body = trace_body(result, Job(plan, prompt, trace=True))
     try:
@@ -303,8 +303,8 @@ def _view(args) -> int:
     import tempfile
     import webbrowser
 
-    from proxy.api.trace import READABLE_VERSIONS, traces_in
-    from proxy.server.ui.standalone import standalone_html
+    from w2s.proxy.api.trace import READABLE_VERSIONS, traces_in
+    from w2s.proxy.server.ui.standalone import standalone_html
 
     src = Path(args.file)
     try:

@@ -15,18 +15,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from providers.generate_batcher import GenerateStats
-from providers.health import HealthGuard
-from providers.registry import make_sampler
-from proxy.core import limits
-from proxy.core.config import Config, RouteConfig, search_params_with
-from proxy.core.health import UpstreamHealth
-from proxy.core.interfaces import Sampler, Scorer
-from proxy.core.search import OnRound, mode_of, search
-from proxy.core.types import Prompt, SearchParams, SearchResult
-from proxy.runtime.pool import ModelPool
-from scorers.batcher import BatcherStats, RowBatcher
-from scorers.pair import GuidePair
+from w2s.providers.generate_batcher import GenerateStats
+from w2s.providers.health import HealthGuard
+from w2s.providers.registry import make_sampler
+from w2s.proxy.core import limits
+from w2s.proxy.core.config import Config, RouteConfig, search_params_with
+from w2s.proxy.core.health import UpstreamHealth
+from w2s.proxy.core.interfaces import Sampler, Scorer
+from w2s.proxy.core.search import OnRound, mode_of, search
+from w2s.proxy.core.types import Prompt, SearchParams, SearchResult
+from w2s.proxy.runtime.pool import ModelPool
+from w2s.scorers.batcher import BatcherStats, RowBatcher
+from w2s.scorers.pair import GuidePair
 
 log = logging.getLogger("w2s.engine")
 

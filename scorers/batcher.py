@@ -13,11 +13,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from proxy.core.config import ScorerConfig
-from proxy.core.job_queue import JobQueue
-from proxy.runtime.loading import LoadedModel
-from proxy.runtime.pool import ModelPool
-from scorers.rows import Row, RowResult, forward_rows
+from w2s.proxy.core.config import ScorerConfig
+from w2s.proxy.core.job_queue import JobQueue
+from w2s.proxy.runtime.loading import LoadedModel
+from w2s.proxy.runtime.pool import ModelPool
+from w2s.scorers.rows import Row, RowResult, forward_rows
 
 log = logging.getLogger("w2s.scorer")
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from proxy.core.config import GuideConfig, GuideSide
-from proxy.core.rendering import ResponseEncoder
-from proxy.core.types import Prompt, ScoreItem
-from proxy.runtime.loading import LoadedModel
-from proxy.runtime.pool import ModelPool
-from scorers.batcher import RowBatcher
-from scorers.rows import PastEntry, Row, RowResult, plan_reuse, supports_reuse
+from w2s.proxy.core.config import GuideConfig, GuideSide
+from w2s.proxy.core.rendering import ResponseEncoder
+from w2s.proxy.core.types import Prompt, ScoreItem
+from w2s.proxy.runtime.loading import LoadedModel
+from w2s.proxy.runtime.pool import ModelPool
+from w2s.scorers.batcher import RowBatcher
+from w2s.scorers.rows import PastEntry, Row, RowResult, plan_reuse, supports_reuse
 
 
 @dataclass

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from proxy.runtime.adapters import per_row
+from w2s.proxy.runtime.adapters import per_row
 
 LOGIT_SLICE = 1024  # positions per lm_head slice: never materialise (B, N, V) logits
 

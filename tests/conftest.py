@@ -8,7 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from proxy.core.config import parse_config  # noqa: E402
+from w2s.proxy.core.config import parse_config  # noqa: E402
 
 POSITIVE = "You are a film critic who writes glowing, enthusiastic, positive reviews."
 NEGATIVE = "You are a film critic who hates every movie and writes harsh, negative reviews."
@@ -54,7 +54,7 @@ def config():
 
 @pytest.fixture(scope="session")
 async def engine(config):
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     eng = Engine(config)
     await eng.start()

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from providers.anthropic import AnthropicSampler
-from providers.openai import OpenAISampler
-from proxy.core.config import UpstreamConfig
-from proxy.server.app import create_app, start
-from proxy.core.types import Prompt
+from w2s.providers.anthropic import AnthropicSampler
+from w2s.providers.openai import OpenAISampler
+from w2s.proxy.core.config import UpstreamConfig
+from w2s.proxy.server.app import create_app, start
+from w2s.proxy.core.types import Prompt
 from tests.server_fixtures import Loopback
 
 KEY_ENV = "W2S_LIVE_UPSTREAM_KEY"

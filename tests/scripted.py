@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from proxy.core.config import Config, parse_config
-from proxy.core.errors import UpstreamError
-from proxy.core.types import Chunk, Prompt, SampleRequest, SampleResult, ScoreItem
+from w2s.proxy.core.config import Config, parse_config
+from w2s.proxy.core.errors import UpstreamError
+from w2s.proxy.core.types import Chunk, Prompt, SampleRequest, SampleResult, ScoreItem
 
 WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
 UNBOUNDED = 4  # words drawn for a continuation with no token limit
@@ -144,7 +144,7 @@ def fake_config(**server) -> Config:
 def scripted_engine(config: Config | None = None, sampler: ScriptedSampler | None = None,
                     scorer: ScriptedScorer | None = None):
     """A real Engine over `fake_config()` with the scripted upstream "up" and guide "g"."""
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     return Engine(config or fake_config(), samplers={"up": sampler or ScriptedSampler("up")},
                   guides={"g": scorer or ScriptedScorer("g")})

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from proxy.core.config import Config, load_config
-from proxy.server.app import create_app, start
-from proxy.server.service import SERVICE
+from w2s.proxy.core.config import Config, load_config
+from w2s.proxy.server.app import create_app, start
+from w2s.proxy.server.service import SERVICE
 from tests.prom import parse_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def server_thread():
 @pytest.fixture(scope="session")
 def real_engine(server_thread):
     """The embedded config's models, loaded once, living in the server loop."""
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     engine = Engine(tiny_config())
     server_thread.run(engine.start())

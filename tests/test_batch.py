@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.batch.run import BatchOptions, exit_status, run_batch
-from proxy.api.openai_bodies import CHAT_URL, TEXT_URL
-from proxy.batch.input import read_input
-from proxy.batch.output import OutputFile, record_ok
-from proxy.core.errors import W2SError
+from w2s.proxy.batch.run import BatchOptions, exit_status, run_batch
+from w2s.proxy.api.openai_bodies import CHAT_URL, TEXT_URL
+from w2s.proxy.batch.input import read_input
+from w2s.proxy.batch.output import OutputFile, record_ok
+from w2s.proxy.core.errors import W2SError
 from tests.conftest import make_config_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_duplicate_ids_abort_before_any_work(tmp_path):
         line({"id": "a", "messages": chat("z")}),
     ])
     out = tmp_path / "out.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "--config", str(tiny_config_file(tmp_path)),
+    proc = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "--config", str(tiny_config_file(tmp_path)),
                            "batch", str(inp), "-o", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
@@ -190,7 +190,7 @@ async def test_mixed_file_in_process(engine, tmp_path, capsys):
 
 
 async def test_trace_flag_puts_the_search_trace_in_every_body(engine, tmp_path):
-    from proxy.api.trace import traces_in
+    from w2s.proxy.api.trace import traces_in
 
     inp = write_lines(tmp_path / "in.jsonl", [
         line({"id": "a", "prompt": "Review of Jaws:", **FAST}),
@@ -258,7 +258,7 @@ async def test_retry_failed_reruns_only_failures_and_compacts(engine, tmp_path):
 
 def start_cli(tmp_path: Path, inp: Path, out: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / f"stderr-{time.monotonic_ns()}.txt"
-    cmd = [sys.executable, "-m", "proxy.cli", "batch", str(inp), "-o", str(out),
+    cmd = [sys.executable, "-m", "w2s.proxy.cli", "batch", str(inp), "-o", str(out),
            "--config", str(tiny_config_file(tmp_path)), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "w") as f:
@@ -328,7 +328,7 @@ def test_url_mode_matches_the_in_process_bodies(live, server_thread, real_engine
         line({"id": "c", "prompt": "x", "model": "no-such-route"}),
     ])
     out = tmp_path / "remote.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "batch", str(inp), "-o", str(out),
+    proc = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "batch", str(inp), "-o", str(out),
                            "--url", live.v1, "--concurrency", "2", "--no-progress"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr

@@ -14,7 +14,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def w2s(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "w2s.proxy.cli", *args], capture_output=True, text=True,
                           env=ENV, cwd=cwd, timeout=300)
 
 

@@ -22,31 +22,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("proxy", "providers", "scorers")
+PACKAGES = ("proxy", "providers", "scorers")  # folders; installed under the one root w2s
 LAYERS: list[tuple[str, ...]] = [  # lowest first; a tuple of independent siblings
-    ("proxy.core",),
-    ("proxy.runtime",),
-    ("providers", "scorers", "proxy.train"),
-    ("proxy.engine",),
-    ("proxy.api",),
-    ("proxy.server", "proxy.batch"),
-    ("proxy.cli",),
+    ("w2s.proxy.core",),
+    ("w2s.proxy.runtime",),
+    ("w2s.providers", "w2s.scorers", "w2s.proxy.train"),
+    ("w2s.proxy.engine",),
+    ("w2s.proxy.api",),
+    ("w2s.proxy.server", "w2s.proxy.batch"),
+    ("w2s.proxy.cli",),
 ]
 # Third-party packages a layer must never touch (what "pure" and "transport-free" mean).
 FORBIDDEN = {
-    "proxy.core": {"aiohttp", "torch", "transformers", "peft", "openai", "anthropic", "httpx", "httpx2",
+    "w2s.proxy.core": {"aiohttp", "torch", "transformers", "peft", "openai", "anthropic", "httpx", "httpx2",
                    "tenacity", "tiktoken", "prometheus_client", "trl", "datasets"},
-    "proxy.runtime": {"aiohttp", "openai", "anthropic", "prometheus_client"},
-    "proxy.api": {"aiohttp", "torch", "transformers", "prometheus_client"},
-    "proxy.train": {"aiohttp", "openai", "anthropic", "prometheus_client"},  # training talks to no server
+    "w2s.proxy.runtime": {"aiohttp", "openai", "anthropic", "prometheus_client"},
+    "w2s.proxy.api": {"aiohttp", "torch", "transformers", "prometheus_client"},
+    "w2s.proxy.train": {"aiohttp", "openai", "anthropic", "prometheus_client"},  # training talks to no server
 }
 OLD_MODULES = [  # moved in the layering; no shims left behind
-    "proxy.types", "proxy.errors", "proxy.config", "proxy.search", "proxy.job_queue", "proxy.serving",
-    "proxy.server.server", "proxy.handlers_openai", "proxy.handlers_anthropic", "proxy.protocol_openai",
-    "proxy.protocol_anthropic", "proxy.wire_errors", "proxy.w2s_options", "proxy.sse", "proxy.admission",
-    "proxy.metrics", "proxy.batch_input", "proxy.batch_output", "proxy.batch_local", "proxy.batch_remote",
-    "proxy.batch_report", "providers.base", "providers.local_batch", "scorers.base", "scorers.loading",
-    "scorers.template",
+    "w2s.proxy.types", "w2s.proxy.errors", "w2s.proxy.config", "w2s.proxy.search", "w2s.proxy.job_queue", "w2s.proxy.serving",
+    "w2s.proxy.server.server", "w2s.proxy.handlers_openai", "w2s.proxy.handlers_anthropic", "w2s.proxy.protocol_openai",
+    "w2s.proxy.protocol_anthropic", "w2s.proxy.wire_errors", "proxy.w2s_options", "w2s.proxy.sse", "w2s.proxy.admission",
+    "w2s.proxy.metrics", "w2s.proxy.batch_input", "w2s.proxy.batch_output", "w2s.proxy.batch_local", "w2s.proxy.batch_remote",
+    "w2s.proxy.batch_report", "w2s.providers.base", "w2s.providers.local_batch", "w2s.scorers.base", "w2s.scorers.loading",
+    "w2s.scorers.template",
 ]
 
 
@@ -68,7 +68,7 @@ def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts)
+    return ".".join(["w2s", *parts])
 
 
 def imports_of(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
@@ -119,20 +119,20 @@ def test_every_module_imports_only_from_layers_below():
 
 def test_every_module_belongs_to_a_layer():
     homeless = [module_name(p) for p in project_modules()
-                if group_of(module_name(p)) is None and module_name(p) != "proxy"]
+                if group_of(module_name(p)) is None and module_name(p) != "w2s.proxy"]
     assert not homeless
 
 
 def test_the_check_sees_imports_inside_functions_and_type_checking_blocks():
     src = ("from typing import TYPE_CHECKING\n"
-           "if TYPE_CHECKING:\n    from proxy.engine import Engine\n"
-           "def f():\n    import proxy.server.app\n"
+           "if TYPE_CHECKING:\n    from w2s.proxy.engine import Engine\n"
+           "def f():\n    import w2s.proxy.server.app\n"
            "class C:\n    def m(self):\n        from . import rows\n")
-    found = violations("proxy.core.search", src)
-    assert any("proxy.engine" in v for v in found) and any("proxy.server.app" in v for v in found)
-    assert violations("scorers.pair", "def f():\n    from providers import local\n")  # siblings: independent
-    assert not violations("scorers.pair", "def f():\n    from . import rows\n")
-    assert violations("proxy.core.types", "def f():\n    import torch\n")  # core stays pure
+    found = violations("w2s.proxy.core.search", src)
+    assert any("w2s.proxy.engine" in v for v in found) and any("w2s.proxy.server.app" in v for v in found)
+    assert violations("w2s.scorers.pair", "def f():\n    from w2s.providers import local\n")  # siblings: independent
+    assert not violations("w2s.scorers.pair", "def f():\n    from . import rows\n")
+    assert violations("w2s.proxy.core.types", "def f():\n    import torch\n")  # core stays pure
 
 
 @pytest.mark.parametrize("old", OLD_MODULES)

@@ -13,9 +13,9 @@ import anthropic
 import openai
 import pytest
 
-from proxy.core.config import parse_config
-from proxy.core.errors import ConfigError, UpstreamError, UpstreamRefused, UpstreamTimeout
-from proxy.core.health import UpstreamHealth
+from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.errors import ConfigError, UpstreamError, UpstreamRefused, UpstreamTimeout
+from w2s.proxy.core.health import UpstreamHealth
 from tests.fault_upstream import Fault, FaultUpstream
 from tests.scripted import ScriptedSampler, fake_config, scripted_engine
 
@@ -125,7 +125,7 @@ def flaky_config(fake: FaultUpstream, cooldown: float):
 
 @pytest.fixture
 def flaky(fresh_servers, server_thread):
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     made = []
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from providers.generate_batcher import GenerateBatcher, merge_key
-from proxy.core.types import Chunk, Continuation, Prompt, SampleRequest
-from proxy.server.metrics import ProxyMetrics
+from w2s.providers.generate_batcher import GenerateBatcher, merge_key
+from w2s.proxy.core.types import Chunk, Continuation, Prompt, SampleRequest
+from w2s.proxy.server.metrics import ProxyMetrics
 from tests.prom import parse_metrics
 
 PROMPTS = [Prompt.raw("The film opens with"), Prompt.raw("My favourite scene is when the hero"),

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from proxy.batch.prefs import PrefsOptions, PrefsReport, make_prefs
-from proxy.train.prefs import read_prefs
-from proxy.core.config import parse_config
+from w2s.proxy.batch.prefs import PrefsOptions, PrefsReport, make_prefs
+from w2s.proxy.train.prefs import read_prefs
+from w2s.proxy.core.config import parse_config
 from tests.conftest import make_config_dict
 from tests.test_cli import w2s, write_config
 
@@ -32,7 +32,7 @@ def small_config():
 
 @pytest.fixture(scope="module")
 async def small_engine():
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     engine = Engine(small_config())
     await engine.start()

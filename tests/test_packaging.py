@@ -17,8 +17,8 @@ import venv
 import zipfile
 from pathlib import Path
 
-from proxy.server.ui import asset_bytes
-from proxy.server.ui.routes import ASSETS
+from w2s.proxy.server.ui import asset_bytes
+from w2s.proxy.server.ui.routes import ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,16 +27,16 @@ import importlib, json, pkgutil, sys
 from pathlib import Path
 venv = Path(sys.prefix)
 mods = []
-for pkg in ("proxy", "providers", "scorers"):
+for pkg in ("w2s.proxy", "w2s.providers", "w2s.scorers"):
     root = importlib.import_module(pkg)
     mods.append(root)
     for info in pkgutil.walk_packages(root.__path__, pkg + "."):
         mods.append(importlib.import_module(info.name))
 outside = [m.__name__ for m in mods if venv not in Path(m.__file__).resolve().parents]
-from proxy.core.config import default_config_path, load_config
+from w2s.proxy.core.config import default_config_path, load_config
 cfg = load_config()
-from proxy.server.ui import asset_bytes
-from proxy.server.ui.routes import ASSETS
+from w2s.proxy.server.ui import asset_bytes
+from w2s.proxy.server.ui.routes import ASSETS
 print(json.dumps({"modules": sorted(m.__name__ for m in mods), "outside": outside,
                   "config": str(default_config_path()), "routes": sorted(cfg.routes),
                   "page": {name: len(asset_bytes(name)) for name in ASSETS}}))
@@ -60,7 +60,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_every_subpackage_imports(tmp_p
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith("/data/share/w2s-proxy/config.yaml") for n in names)
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
-    assert {f"proxy/server/ui/{name}" for name in ASSETS} <= set(names)  # the page ships in the wheel
+    assert {f"w2s/proxy/server/ui/{name}" for name in ASSETS} <= set(names)  # the page ships in the wheel
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
@@ -70,7 +70,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_every_subpackage_imports(tmp_p
         "--force-reinstall", str(wheel))
     got = json.loads(run(str(py), "-c", CHECK, cwd=tmp_path).strip().splitlines()[-1])
 
-    shipped = {str(p.relative_to(ROOT).with_suffix("")).replace("/", ".").removesuffix(".__init__")
+    shipped = {"w2s." + str(p.relative_to(ROOT).with_suffix("")).replace("/", ".").removesuffix(".__init__")
                for pkg in ("proxy", "providers", "scorers") for p in (ROOT / pkg).rglob("*.py")}
     assert set(got["modules"]) == shipped
     assert got["outside"] == [], f"imported from outside the venv: {got['outside']}"

@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from proxy.batch.judge import JudgeError, judge_all, load_judge
-from proxy.batch.output import OutputFile
-from proxy.batch.pairs import pair_of, rebuild_pairs, sample_identity
-from proxy.core.errors import W2SError
-from proxy.train.encode import held_out_split
-from proxy.train.prefs import read_prefs
+from w2s.proxy.batch.judge import JudgeError, judge_all, load_judge
+from w2s.proxy.batch.output import OutputFile
+from w2s.proxy.batch.pairs import pair_of, rebuild_pairs, sample_identity
+from w2s.proxy.core.errors import W2SError
+from w2s.proxy.train.encode import held_out_split
+from w2s.proxy.train.prefs import read_prefs
 
 GOOD_TEXT = {"prompt": "Review it.", "chosen": "A joy.", "rejected": "A bore.", "id": "extra keys are fine"}
 GOOD_CHAT = {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Review it."}],
@@ -59,8 +59,8 @@ def test_a_trailing_assistant_message_is_a_prefill(tmp_path):
 
 
 def _prefs(prompts: list[str]):
-    from proxy.core.types import Prompt
-    from proxy.train.prefs import Preference
+    from w2s.proxy.core.types import Prompt
+    from w2s.proxy.train.prefs import Preference
 
     return [Preference(i + 1, Prompt.raw(p), f"good {i}", f"bad {i}") for i, p in enumerate(prompts)]
 

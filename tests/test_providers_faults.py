@@ -13,15 +13,15 @@ import traceback
 import pytest
 
 from tests.fault_upstream import Fault, FaultUpstream, last_message
-from providers.anthropic import AnthropicSampler, restore_whitespace, split_prefill
-from providers.limits import Limiter, RateLimiter
-from providers.openai import OpenAISampler, cut_at_stops, split_stops
-from providers.registry import make_sampler
-from providers.retry import RetryPolicy, retry_after_seconds
-from providers.tokens import split_total
-from proxy.core.config import UpstreamConfig
-from proxy.core.errors import InvalidRequest, UpstreamError, UpstreamRefused, UpstreamTimeout
-from proxy.core.types import Continuation, Prompt, SampleRequest
+from w2s.providers.anthropic import AnthropicSampler, restore_whitespace, split_prefill
+from w2s.providers.limits import Limiter, RateLimiter
+from w2s.providers.openai import OpenAISampler, cut_at_stops, split_stops
+from w2s.providers.registry import make_sampler
+from w2s.providers.retry import RetryPolicy, retry_after_seconds
+from w2s.providers.tokens import split_total
+from w2s.proxy.core.config import UpstreamConfig
+from w2s.proxy.core.errors import InvalidRequest, UpstreamError, UpstreamRefused, UpstreamTimeout
+from w2s.proxy.core.types import Continuation, Prompt, SampleRequest
 
 SECRET = "sk-test-SECRET123"
 FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_cap=0.05)
@@ -96,7 +96,7 @@ async def test_completions_splits_n_above_max_n_with_distinct_seeds(fake):
 
 def test_derived_seeds_stay_in_int64():
     """Search seeds are seed * 1_000_003 + round: a large client seed must still go out as an int64."""
-    from providers.openai import plan_calls
+    from w2s.providers.openai import plan_calls
 
     big = 2**63 - 1
     calls = plan_calls(req(*[("", 4)] * 3, seed=big * 1_000_003 + 2), max_n=2)
@@ -433,8 +433,8 @@ async def test_sampling_refusal_drops_sampling_controls_once(fake, caplog):
 
 
 async def test_search_survives_a_prefill_refusal_found_mid_search(fake):
-    from proxy.core.search import search
-    from proxy.core.types import SearchParams
+    from w2s.proxy.core.search import search
+    from w2s.proxy.core.types import SearchParams
 
     class LengthScorer:  # any scorer will do: the search only needs numbers
         tokens_computed = 0

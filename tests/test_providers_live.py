@@ -27,11 +27,11 @@ import anthropic
 import openai
 import pytest
 
-from providers.registry import make_sampler
-from proxy.core.config import parse_config
-from proxy.core.search import search
-from proxy.server.app import create_app, start
-from proxy.core.types import Continuation, Prompt, SampleRequest, SearchParams
+from w2s.providers.registry import make_sampler
+from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.search import search
+from w2s.proxy.server.app import create_app, start
+from w2s.proxy.core.types import Continuation, Prompt, SampleRequest, SearchParams
 from tests.conftest import NEGATIVE, POSITIVE
 from tests.live_upstream import KEY, KEY_ENV, PROMPT, Exchange, Upstream, choices, remote, sent_prefix, usage
 from tests.test_search import check_invariants
@@ -260,7 +260,7 @@ def remote_config(up: Upstream) -> dict:
 @pytest.fixture(scope="session")
 async def proxy(upstream):
     """An Engine whose upstreams are all remote (the loopback server), served by a second app."""
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     cfg = parse_config(remote_config(upstream), "remote-test")
     eng = Engine(cfg)

@@ -66,7 +66,7 @@ def files(tmp_path):
 def start(cluster: LocalRayCluster, files, *extra: str) -> tuple[subprocess.Popen, Path]:
     cfg, inp, out = files
     log = out.with_name(f"driver-{time.monotonic_ns()}.log")
-    cmd = [sys.executable, "-m", "proxy.cli", "--threads", "1", "--config", str(cfg), "batch", str(inp),
+    cmd = [sys.executable, "-m", "w2s.proxy.cli", "--threads", "1", "--config", str(cfg), "batch", str(inp),
            "-o", str(out), "--ray", "--ray-address", cluster.address, "--ray-workers", "2", "--no-progress", *extra]
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, cwd=REPO, env=cluster.env, stdout=subprocess.DEVNULL, stderr=f)
@@ -211,7 +211,7 @@ def test_driver_killed_mid_run_then_the_same_command_resumes(cluster, files):
 ])
 def test_ray_flags_are_checked_before_anything_runs(files, flags, says):
     cfg, inp, out = files
-    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "--config", str(cfg), "batch", str(inp), "-o", str(out),
+    proc = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "--config", str(cfg), "batch", str(inp), "-o", str(out),
                            *flags], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     assert not out.exists()

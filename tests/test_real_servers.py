@@ -19,7 +19,7 @@ import openai
 import pytest
 import yaml
 
-from proxy.core.config import parse_config
+from w2s.proxy.core.config import parse_config
 from tests.fault_upstream import Fault, FaultUpstream
 from tests.scripted import ScriptedScorer
 
@@ -41,7 +41,7 @@ def config(fake: FaultUpstream, **up) -> dict:
 @pytest.fixture
 def odd(fresh_servers, server_thread):
     """odd(fake_modes, **upstream_config) -> (server, fake): the proxy in front of a misbehaving server."""
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     made = []
 
@@ -188,7 +188,7 @@ def w2s_check(tmp_path: Path, up: dict, name: str = "odd") -> tuple[int, str]:
     cfg = tmp_path / "check.yaml"
     cfg.write_text(yaml.safe_dump({"upstreams": {name: up}}))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "proxy.cli", "--config", str(cfg), "check", name], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "--config", str(cfg), "check", name], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     return done.returncode, done.stdout + done.stderr
 

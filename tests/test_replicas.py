@@ -70,7 +70,7 @@ class Replica:
     def start(self) -> "Replica":
         self.log = self.logs / f"{self.name}-{time.monotonic_ns()}.log"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        cmd = [sys.executable, "-m", "proxy.cli", "--threads", "1", "--config", str(self.config),
+        cmd = [sys.executable, "-m", "w2s.proxy.cli", "--threads", "1", "--config", str(self.config),
                "serve", "--port", str(self.port)]
         with open(self.log, "w") as f:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from providers.row_sampling import RowSampler, RowSettings, row_seed
+from w2s.providers.row_sampling import RowSampler, RowSettings, row_seed
 
 LOGITS = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0])  # (V,)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.core.types import Prompt, ScoreItem
-from proxy.core.rendering import render
+from w2s.proxy.core.types import Prompt, ScoreItem
+from w2s.proxy.core.rendering import render
 from tests.conftest import NEGATIVE, POSITIVE
 from tests.helpers import hand_logprob, lcp
 
@@ -121,9 +121,9 @@ async def test_lora_adapter_side_shares_the_base_weights(tmp_path, engine):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from proxy.core.config import GuideConfig, GuideSide, ModelConfig
-    from proxy.runtime.pool import ModelPool
-    from scorers.pair import GuidePair
+    from w2s.proxy.core.config import GuideConfig, GuideSide, ModelConfig
+    from w2s.proxy.runtime.pool import ModelPool
+    from w2s.scorers.pair import GuidePair
 
     base = engine.pool.get("smollm2")
     torch.manual_seed(0)
@@ -151,7 +151,7 @@ def test_dtype_auto_keeps_guides_in_float32_on_accelerators():
     (bench/results/scorer.md), so `auto` only picks bf16 for upstream-only models."""
     import torch
 
-    from proxy.runtime.loading import pick_dtype
+    from w2s.proxy.runtime.loading import pick_dtype
 
     cuda = torch.device("cuda")  # only its type is read: no GPU needed
     assert pick_dtype("auto", cuda, guide=True) == torch.float32
@@ -163,7 +163,7 @@ def test_dtype_auto_keeps_guides_in_float32_on_accelerators():
 async def test_pool_thread_count_and_guide_models(engine):
     import torch
 
-    from proxy.runtime.pool import ModelPool
+    from w2s.proxy.runtime.pool import ModelPool
 
     assert engine.pool.guide_models == {"smollm2"}
     pool = ModelPool({}, threads=1)
@@ -179,8 +179,8 @@ async def test_closing_the_scorer_batcher_cancels_waiting_searches():
     import asyncio
     from types import SimpleNamespace
 
-    from proxy.core.config import ScorerConfig
-    from scorers.batcher import RowBatcher
+    from w2s.proxy.core.config import ScorerConfig
+    from w2s.scorers.batcher import RowBatcher
 
     class StuckPool:
         async def run(self, *args):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.core.search import search
-from proxy.core.types import Prompt, SampleRequest, Continuation, ScoreItem, SearchParams
+from w2s.proxy.core.search import search
+from w2s.proxy.core.types import Prompt, SampleRequest, Continuation, ScoreItem, SearchParams
 
 PROMPT = Prompt.raw("I watched this movie last night and")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.core.errors import UpstreamError
-from proxy.core.search import SEED_STRIDE, committed_prefix, mode_of, search
-from proxy.core.types import Chunk, Prompt, ScoreItem, SearchParams
+from w2s.proxy.core.errors import UpstreamError
+from w2s.proxy.core.search import SEED_STRIDE, committed_prefix, mode_of, search
+from w2s.proxy.core.types import Chunk, Prompt, ScoreItem, SearchParams
 from tests.scripted import ScriptedSampler, ScriptedScorer, words_chunk
 from tests.test_search import check_invariants
 

@@ -11,7 +11,7 @@ import anthropic
 import openai
 import pytest
 
-from proxy.core.errors import ModelLoadError
+from w2s.proxy.core.errors import ModelLoadError
 from tests.scripted import ScriptedSampler, ScriptedScorer, fake_config, scripted_engine
 
 MSG = [{"role": "user", "content": "hi"}]

@@ -8,12 +8,12 @@ import pydantic
 import pytest
 from aiohttp import web
 
-from proxy.api import protocol_anthropic as pa
-from proxy.api import protocol_openai as po
-from proxy.api import w2s_options
-from proxy.server.admission import Admission
-from proxy.api.wire_errors import anthropic_body, error_headers, openai_body
-from proxy.core.errors import (
+from w2s.proxy.api import protocol_anthropic as pa
+from w2s.proxy.api import protocol_openai as po
+from w2s.proxy.api import w2s_options
+from w2s.proxy.server.admission import Admission
+from w2s.proxy.api.wire_errors import anthropic_body, error_headers, openai_body
+from w2s.proxy.core.errors import (
     AuthError,
     Draining,
     InvalidRequest,
@@ -27,8 +27,8 @@ from proxy.core.errors import (
     UpstreamTimeout,
     W2SError,
 )
-from proxy.server.http_errors import as_w2s_error
-from proxy.server.metrics import ProxyMetrics
+from w2s.proxy.server.http_errors import as_w2s_error
+from w2s.proxy.server.metrics import ProxyMetrics
 from tests.prom import parse_metrics
 
 # --- admission ------------------------------------------------------------------

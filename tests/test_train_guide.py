@@ -16,11 +16,11 @@ import pytest
 import torch
 import yaml
 
-from proxy.core.config import GuideConfig, GuideSide, parse_config
-from proxy.core.types import Prompt, ScoreItem
-from proxy.train.encode import encode_pair
-from proxy.train.dpo import PairCollator
-from proxy.train.prefs import Preference
+from w2s.proxy.core.config import GuideConfig, GuideSide, parse_config
+from w2s.proxy.core.types import Prompt, ScoreItem
+from w2s.proxy.train.encode import encode_pair
+from w2s.proxy.train.dpo import PairCollator
+from w2s.proxy.train.prefs import Preference
 from tests.conftest import make_config_dict
 from tests.helpers import hand_logprob
 from tests.test_cli import ENV
@@ -51,7 +51,7 @@ def write_prefs(path, n: int = 32, seed: int = 0) -> None:
 
 
 def w2s(*args):
-    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "w2s.proxy.cli", *args], capture_output=True, text=True,
                           env=ENV, timeout=900)
 
 
@@ -136,7 +136,7 @@ def test_bad_lines_are_reported_with_their_line_numbers(tmp_path):
 @pytest.fixture(scope="module")
 async def adapter_engine(trained):
     """An Engine whose config has the printed lines: the local upstream on smollm2, the trained guide."""
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
     out, _, second = trained
     snippet = yaml.safe_load(second.stdout)
@@ -163,7 +163,7 @@ ANSWERS = ["Falling Leaves is joyful and gorgeous.", "Falling Leaves is dull and
 
 def on_minus_off(tuned, prompt: Prompt, text: str, finished: bool) -> float:
     """The pair score computed independently: one plain forward with the adapter on, one with it off."""
-    from proxy.core.rendering import render
+    from w2s.proxy.core.rendering import render
 
     peft_model = tuned.model
     r = render(prompt, tuned.tokenizer)
@@ -193,7 +193,7 @@ async def test_trained_pair_scores_equal_adapter_on_minus_off(adapter_engine):
 
 
 async def test_adapter_pair_is_one_model_and_one_forward_pass(adapter_engine):
-    from proxy.runtime import adapters
+    from w2s.proxy.runtime import adapters
 
     pool = adapter_engine.pool
     tuned, base = pool.get("film-guide"), pool.get("smollm2")
@@ -214,8 +214,8 @@ async def test_adapter_pair_is_one_model_and_one_forward_pass(adapter_engine):
 async def test_other_users_of_the_base_run_as_base(adapter_engine, engine):
     """The upstream and a prompted guide on smollm2 share the PeftModel, and see the base weights:
     the same greedy chunks and the same scores as on the session's plain smollm2 (tests/conftest.py)."""
-    from proxy.core.types import Continuation, SampleRequest
-    from scorers.pair import GuidePair
+    from w2s.proxy.core.types import Continuation, SampleRequest
+    from w2s.scorers.pair import GuidePair
 
     req = SampleRequest(FILM_PROMPT, [Continuation("", 6), Continuation("Falling", 6)], temperature=0.0)
     got = await adapter_engine.samplers["smol-local"].sample(req)
@@ -233,7 +233,7 @@ async def test_other_users_of_the_base_run_as_base(adapter_engine, engine):
 
 async def test_training_and_scoring_see_identical_token_ids(adapter_engine):
     """The trainer's ids and mask for an answer are the scorer's ids and scored span, boundary merges included."""
-    from scorers.pair import GuidePair
+    from w2s.scorers.pair import GuidePair
 
     m = adapter_engine.pool.get("smollm2")
     cases = [

@@ -167,9 +167,9 @@ async def hovering_shows_the_details(page, trace: dict) -> None:
 
 async def write_traces(tmp_path: Path) -> tuple[Path, Path, dict]:
     """A trace file, and a batch output file with a version 2 and a version 1 trace (scripted search)."""
-    from proxy.api.job import Job
-    from proxy.api.trace import trace_body
-    from proxy.core.types import Prompt
+    from w2s.proxy.api.job import Job
+    from w2s.proxy.api.trace import trace_body
+    from w2s.proxy.core.types import Prompt
 
     engine = scripted_engine(sampler=ScriptedSampler("up"))
     await engine.start()
@@ -194,7 +194,7 @@ async def write_traces(tmp_path: Path) -> tuple[Path, Path, dict]:
 async def test_a_trace_file_opens_offline(browser, tmp_path):
     single, batch, trace = await write_traces(tmp_path)
     html = tmp_path / "view.html"
-    done = subprocess.run([sys.executable, "-m", "proxy.cli", "view", str(single), "-o", str(html), "--no-open"],
+    done = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "view", str(single), "-o", str(html), "--no-open"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "1 trace(s)" in done.stderr, done.stderr
     page = await browser.new_page()
@@ -224,6 +224,6 @@ async def test_a_trace_file_opens_offline(browser, tmp_path):
 def test_view_refuses_a_file_without_a_trace(tmp_path):
     f = tmp_path / "plain.json"
     f.write_text(json.dumps({"choices": []}))
-    done = subprocess.run([sys.executable, "-m", "proxy.cli", "view", str(f), "--no-open"],
+    done = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "view", str(f), "--no-open"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.startswith("w2s: error:") and "no w2s search trace" in done.stderr

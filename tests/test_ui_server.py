@@ -11,12 +11,12 @@ import aiohttp
 import openai
 import pytest
 
-from proxy.api.job import Job
-from proxy.core.config import UIConfig
-from proxy.core.types import Prompt
-from proxy.server.recent import RecentSearches
-from proxy.server.ui import asset_bytes
-from proxy.server.ui.routes import ASSETS
+from w2s.proxy.api.job import Job
+from w2s.proxy.core.config import UIConfig
+from w2s.proxy.core.types import Prompt
+from w2s.proxy.server.recent import RecentSearches
+from w2s.proxy.server.ui import asset_bytes
+from w2s.proxy.server.ui.routes import ASSETS
 from tests.scripted import ScriptedSampler, fake_config, scripted_engine
 
 KEY = "sk-ui-test-0123456789"

@@ -2,11 +2,11 @@
 events, built here once for the handler and its stream."""
 from __future__ import annotations
 
-from proxy.api import protocol_anthropic as pa
-from proxy.api.job import Job
-from proxy.api.results import new_id, usage_counts
-from proxy.api.trace import w2s_field
-from proxy.core.types import Answer, SearchResult
+from w2s.proxy.api import protocol_anthropic as pa
+from w2s.proxy.api.job import Job
+from w2s.proxy.api.results import new_id, usage_counts
+from w2s.proxy.api.trace import w2s_field
+from w2s.proxy.core.types import Answer, SearchResult
 
 
 def stop_reason(answer: Answer) -> tuple[pa.StopReason, str | None]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from proxy.api import w2s_options
-from proxy.core.types import Prompt, SearchParams
+from w2s.proxy.api import w2s_options
+from w2s.proxy.core.types import Prompt, SearchParams
 
 if TYPE_CHECKING:  # the engine imports torch: seconds a remote batch run never needs
-    from proxy.engine import Engine, Plan
+    from w2s.proxy.engine import Engine, Plan
 
 
 class WireRequest(Protocol):

@@ -2,11 +2,11 @@
 handlers, their streams and batch output files alike."""
 from __future__ import annotations
 
-from proxy.api import protocol_openai as po
-from proxy.api.job import Job
-from proxy.api.results import new_id, now, usage_counts
-from proxy.api.trace import w2s_field
-from proxy.core.types import SearchResult
+from w2s.proxy.api import protocol_openai as po
+from w2s.proxy.api.job import Job
+from w2s.proxy.api.results import new_id, now, usage_counts
+from w2s.proxy.api.trace import w2s_field
+from w2s.proxy.core.types import SearchResult
 
 CHAT_URL = "/v1/chat/completions"
 TEXT_URL = "/v1/completions"

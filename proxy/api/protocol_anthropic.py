@@ -10,9 +10,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.api import w2s_options
-from proxy.core.errors import InvalidRequest, UnsupportedField
-from proxy.core.types import Prompt
+from w2s.proxy.api import w2s_options
+from w2s.proxy.core.errors import InvalidRequest, UnsupportedField
+from w2s.proxy.core.types import Prompt
 
 
 def _omit_none():

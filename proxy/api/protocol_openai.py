@@ -20,9 +20,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.api import w2s_options
-from proxy.core.errors import InvalidRequest, UnsupportedField
-from proxy.core.types import Prompt
+from w2s.proxy.api import w2s_options
+from w2s.proxy.core.errors import InvalidRequest, UnsupportedField
+from w2s.proxy.core.types import Prompt
 
 MAX_N = 16  # distinct answers per request: each one needs its own beam
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.api import w2s_options
-from proxy.core.types import Prompt
+from w2s.proxy.api import w2s_options
+from w2s.proxy.core.types import Prompt
 
 
 class PlaygroundRequest(BaseModel):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from proxy.api.job import Job
-from proxy.core.types import RoundTrace, SearchResult
+from w2s.proxy.api.job import Job
+from w2s.proxy.core.types import RoundTrace, SearchResult
 
 
 def new_id(prefix: str) -> str:

@@ -31,8 +31,8 @@ import json
 import math
 from typing import Any, Iterator
 
-from proxy.api.job import Job
-from proxy.core.types import CandidateTrace, Prompt, RoundTrace, SearchResult, content_text
+from w2s.proxy.api.job import Job
+from w2s.proxy.core.types import CandidateTrace, Prompt, RoundTrace, SearchResult, content_text
 
 TRACE_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # what the page can draw

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from proxy.core.errors import InvalidRequest, UnsupportedField
+from w2s.proxy.core.errors import InvalidRequest, UnsupportedField
 
 
 def overrides(w2s: dict[str, Any] | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import pydantic
 
-from proxy.core.errors import AuthError, InvalidRequest, UnsupportedField, UpstreamTimeout, W2SError
+from w2s.proxy.core.errors import AuthError, InvalidRequest, UnsupportedField, UpstreamTimeout, W2SError
 
 log = logging.getLogger("w2s.server")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proxy.api.openai_bodies import CHAT_URL, TEXT_URL
-from proxy.core.jsonl_lines import BadLine, Malformed, classify_lines, load_json
+from w2s.proxy.api.openai_bodies import CHAT_URL, TEXT_URL
+from w2s.proxy.core.jsonl_lines import BadLine, Malformed, classify_lines, load_json
 
 URLS = (CHAT_URL, TEXT_URL)
 OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})

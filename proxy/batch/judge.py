@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from proxy.core.errors import W2SError
+from w2s.proxy.core.errors import W2SError
 
 Judge = Callable[[str], float]
 

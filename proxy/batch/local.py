@@ -12,16 +12,16 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
-from proxy.api import openai_bodies as ob
-from proxy.api import protocol_openai as po
-from proxy.api.job import Job, resolve
-from proxy.api.results import new_id
-from proxy.api.wire_errors import as_w2s_error, openai_body
-from proxy.batch.input import BatchItem
-from proxy.batch.output import Outcome
+from w2s.proxy.api import openai_bodies as ob
+from w2s.proxy.api import protocol_openai as po
+from w2s.proxy.api.job import Job, resolve
+from w2s.proxy.api.results import new_id
+from w2s.proxy.api.wire_errors import as_w2s_error, openai_body
+from w2s.proxy.batch.input import BatchItem
+from w2s.proxy.batch.output import Outcome
 
 if TYPE_CHECKING:
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
 
 class EngineRunner:

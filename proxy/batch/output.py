@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from proxy.core.errors import W2SError
+from w2s.proxy.core.errors import W2SError
 
 try:
     import fcntl

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.batch.output import read_records, write_atomic
+from w2s.proxy.batch.output import read_records, write_atomic
 
 
 def sample_identity(rec: Any) -> tuple[str, bool] | None:

@@ -28,13 +28,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proxy.batch.input import BatchInput, BatchItem, read_input
-from proxy.batch.judge import Judge, JudgeError, judge_all, load_judge
-from proxy.batch.output import OutputFile
-from proxy.batch.pairs import PairStats, rebuild_pairs, sample_identity
-from proxy.batch.report import Progress
-from proxy.core.config import Config
-from proxy.core.errors import W2SError
+from w2s.proxy.batch.input import BatchInput, BatchItem, read_input
+from w2s.proxy.batch.judge import Judge, JudgeError, judge_all, load_judge
+from w2s.proxy.batch.output import OutputFile
+from w2s.proxy.batch.pairs import PairStats, rebuild_pairs, sample_identity
+from w2s.proxy.batch.report import Progress
+from w2s.proxy.core.config import Config
+from w2s.proxy.core.errors import W2SError
 
 
 @dataclass
@@ -133,8 +133,8 @@ def _read(path: Path, report: PrefsReport) -> BatchInput:
 
 async def _sample_all(cfg: Config, opts: PrefsOptions, todo: list[BatchItem], judge: Judge, log: OutputFile,
                       report: PrefsReport, engine) -> None:
-    from proxy.batch.local import EngineRunner
-    from proxy.engine import Engine  # torch: only when there is something to run
+    from w2s.proxy.batch.local import EngineRunner
+    from w2s.proxy.engine import Engine  # torch: only when there is something to run
 
     owned = None
     if engine is None:

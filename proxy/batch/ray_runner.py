@@ -30,11 +30,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.api.results import new_id
-from proxy.batch.input import BatchItem
-from proxy.batch.output import Outcome
-from proxy.core.config import Config
-from proxy.core.errors import W2SError
+from w2s.proxy.api.results import new_id
+from w2s.proxy.batch.input import BatchItem
+from w2s.proxy.batch.output import Outcome
+from w2s.proxy.core.config import Config
+from w2s.proxy.core.errors import W2SError
 
 # What a worker's environment takes from the driver's: where the warmed cache is and
 # whether a hub may be asked. Never a secret: keys stay os.environ/NAME references,
@@ -102,7 +102,7 @@ class RayRunner:
             self._owns_ray = True
         n = self.opts.workers or self._default_workers(ray.cluster_resources())
         config = dataclasses.replace(self.config, torch_threads=self.threads)
-        from proxy.batch.ray_worker import BatchWorker
+        from w2s.proxy.batch.ray_worker import BatchWorker
 
         actor = ray.remote(BatchWorker).options(
             num_cpus=self.opts.cpus_per_worker or self.threads, num_gpus=self.opts.gpus_per_worker,
@@ -166,7 +166,7 @@ def _import_ray():
 
 
 def _warm_cache(config: Config) -> list[str]:
-    from proxy.runtime.loading import warm_cache
+    from w2s.proxy.runtime.loading import warm_cache
 
     return warm_cache(config)
 

@@ -17,13 +17,13 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxy.batch.input import BatchItem
-from proxy.batch.local import EngineRunner
-from proxy.batch.output import Outcome
-from proxy.core.config import Config
+from w2s.proxy.batch.input import BatchItem
+from w2s.proxy.batch.local import EngineRunner
+from w2s.proxy.batch.output import Outcome
+from w2s.proxy.core.config import Config
 
 if TYPE_CHECKING:
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
 
 class BatchWorker:
@@ -56,7 +56,7 @@ class BatchWorker:
             self._loading = asyncio.Lock()
         async with self._loading:
             if self.engine is None:
-                from proxy.engine import Engine  # torch: only inside the worker
+                from w2s.proxy.engine import Engine  # torch: only inside the worker
 
                 t0 = time.perf_counter()
                 engine = Engine(self.config)

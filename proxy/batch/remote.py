@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 
-from proxy.api.results import new_id
-from proxy.batch.input import BatchItem
-from proxy.batch.output import Outcome
-from proxy.core.errors import W2SError
+from w2s.proxy.api.results import new_id
+from w2s.proxy.batch.input import BatchItem
+from w2s.proxy.batch.output import Outcome
+from w2s.proxy.core.errors import W2SError
 
 RETRIES = 5  # for connection refused / 429 / 503 only
 MAX_WAIT = 30.0  # seconds between two tries, whatever Retry-After says

@@ -30,16 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from proxy.api.results import new_id
-from proxy.api.wire_errors import openai_body
-from proxy.batch.input import BatchInput, BatchItem, read_input
-from proxy.batch.output import Outcome, OutputFile, OutputState, make_record
-from proxy.batch.report import BatchReport, Progress
-from proxy.core.config import Config
-from proxy.core.errors import InvalidRequest, W2SError
+from w2s.proxy.api.results import new_id
+from w2s.proxy.api.wire_errors import openai_body
+from w2s.proxy.batch.input import BatchInput, BatchItem, read_input
+from w2s.proxy.batch.output import Outcome, OutputFile, OutputState, make_record
+from w2s.proxy.batch.report import BatchReport, Progress
+from w2s.proxy.core.config import Config
+from w2s.proxy.core.errors import InvalidRequest, W2SError
 
 if TYPE_CHECKING:
-    from proxy.batch.ray_runner import RayOptions
+    from w2s.proxy.batch.ray_runner import RayOptions
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _ray_options(args) -> RayOptions | None:
         return None
     if args.url is not None:
         raise W2SError("--ray and --url exclude each other: the items run on the cluster or at the proxy")
-    from proxy.batch.ray_runner import RayOptions  # no ray import: that waits for the runner
+    from w2s.proxy.batch.ray_runner import RayOptions  # no ray import: that waits for the runner
 
     return RayOptions(address=args.ray_address, workers=args.ray_workers, cpus_per_worker=args.ray_cpus,
                       gpus_per_worker=args.ray_gpus or 0.0, task_retries=args.ray_task_retries)
@@ -200,7 +200,7 @@ class _Run:
     async def _start_runner(self):
         """-> (runner, what to close afterwards)."""
         if self.opts.ray is not None:
-            from proxy.batch.ray_runner import RayRunner
+            from w2s.proxy.batch.ray_runner import RayRunner
 
             ray_runner = RayRunner(self.cfg, self.opts.ray, self.opts.concurrency)
             try:
@@ -210,7 +210,7 @@ class _Run:
                 raise
             return ray_runner, ray_runner
         if self.opts.url is not None:
-            from proxy.batch.remote import RemoteRunner
+            from w2s.proxy.batch.remote import RemoteRunner
 
             remote = RemoteRunner(self.opts.url, self.opts.api_key)
             try:
@@ -219,11 +219,11 @@ class _Run:
                 await remote.aclose()
                 raise
             return remote, remote
-        from proxy.batch.local import EngineRunner
+        from w2s.proxy.batch.local import EngineRunner
 
         owned = None
         if self.engine is None:
-            from proxy.engine import Engine  # torch: only when running here
+            from w2s.proxy.engine import Engine  # torch: only when running here
 
             self.engine = owned = Engine(self.cfg)
             try:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
-from proxy.core.errors import ConfigError, InvalidRequest
+from w2s.proxy.core.errors import ConfigError, InvalidRequest
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from proxy.core.errors import ConfigError, InvalidRequest, NotFound
-from proxy.core.limits import Limits, RouteLimits, check
-from proxy.core.types import SearchParams
+from w2s.proxy.core.errors import ConfigError, InvalidRequest, NotFound
+from w2s.proxy.core.limits import Limits, RouteLimits, check
+from w2s.proxy.core.types import SearchParams
 
 
 @dataclass

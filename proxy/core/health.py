@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from proxy.core.errors import UpstreamError, UpstreamRefused, UpstreamUnavailable, W2SError
+from w2s.proxy.core.errors import UpstreamError, UpstreamRefused, UpstreamUnavailable, W2SError
 
 
 def counts_against_health(err: BaseException) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from proxy.core.types import Prompt, SampleRequest, SampleResult, ScoreItem
+from w2s.proxy.core.types import Prompt, SampleRequest, SampleResult, ScoreItem
 
 
 @runtime_checkable

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from proxy.core.errors import InvalidRequest
-from proxy.core.types import SearchParams
+from w2s.proxy.core.errors import InvalidRequest
+from w2s.proxy.core.types import SearchParams
 
 
 @dataclass(frozen=True)

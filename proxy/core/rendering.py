@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.core.chat_template import ChatTemplate
-from proxy.core.errors import InvalidRequest
-from proxy.core.types import Prompt, content_text as _text
+from w2s.proxy.core.chat_template import ChatTemplate
+from w2s.proxy.core.errors import InvalidRequest
+from w2s.proxy.core.types import Prompt, content_text as _text
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import Awaitable, Callable
 
-from proxy.core.errors import UpstreamError
-from proxy.core.interfaces import Sampler, ScoringSession
-from proxy.core.types import (
+from w2s.proxy.core.errors import UpstreamError
+from w2s.proxy.core.interfaces import Sampler, ScoringSession
+from w2s.proxy.core.types import (
     Answer,
     CandidateTrace,
     Chunk,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from proxy.core.errors import InvalidRequest
+from w2s.proxy.core.errors import InvalidRequest
 
 FinishReason = Literal["stop", "length"]
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from proxy.core.errors import ModelLoadError
+from w2s.proxy.core.errors import ModelLoadError
 
 BASE = "__base__"  # PEFT's name for "no adapter" in adapter_names
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.core.config import Config, ModelConfig
-from proxy.core.errors import ModelLoadError
-from proxy.runtime.cache import build_once, cache_dir
+from w2s.proxy.core.config import Config, ModelConfig
+from w2s.proxy.core.errors import ModelLoadError
+from w2s.proxy.runtime.cache import build_once, cache_dir
 
 log = logging.getLogger("w2s.models")
 

@@ -17,10 +17,10 @@ import threading
 from dataclasses import replace
 from typing import Any, Callable
 
-from proxy.core.config import ModelConfig
-from proxy.core.errors import ModelLoadError
-from proxy.runtime import adapters
-from proxy.runtime.loading import LoadedModel, load_model
+from w2s.proxy.core.config import ModelConfig
+from w2s.proxy.core.errors import ModelLoadError
+from w2s.proxy.runtime import adapters
+from w2s.proxy.runtime.loading import LoadedModel, load_model
 
 
 def _set_threads(threads: int | None) -> None:

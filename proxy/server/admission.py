@@ -12,7 +12,7 @@ from collections import deque
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
-from proxy.core.errors import Overloaded
+from w2s.proxy.core.errors import Overloaded
 
 
 class Admission:

@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, AsyncIterator
 
 from aiohttp import web
 
-from proxy.api.wire_errors import api_for_path
-from proxy.core.config import Config, resolve_secret
-from proxy.core.errors import AuthError, W2SError
-from proxy.server import handlers_anthropic, handlers_openai
-from proxy.server.http_errors import as_w2s_error, error_response
-from proxy.server.metrics import CONTENT_TYPE, ProxyMetrics
-from proxy.server.service import ROUTE_KEY, SERVICE, Service
-from proxy.server.ui import routes as ui_routes
+from w2s.proxy.api.wire_errors import api_for_path
+from w2s.proxy.core.config import Config, resolve_secret
+from w2s.proxy.core.errors import AuthError, W2SError
+from w2s.proxy.server import handlers_anthropic, handlers_openai
+from w2s.proxy.server.http_errors import as_w2s_error, error_response
+from w2s.proxy.server.metrics import CONTENT_TYPE, ProxyMetrics
+from w2s.proxy.server.service import ROUTE_KEY, SERVICE, Service
+from w2s.proxy.server.ui import routes as ui_routes
 
 if TYPE_CHECKING:
-    from proxy.engine import Engine
+    from w2s.proxy.engine import Engine
 
 log = logging.getLogger("w2s.server")
 
@@ -97,7 +97,7 @@ async def _engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def _new_engine(config: Config) -> Engine:
-    from proxy.engine import Engine  # imports torch: seconds, so off the event loop
+    from w2s.proxy.engine import Engine  # imports torch: seconds, so off the event loop
 
     return Engine(config)
 
@@ -225,7 +225,7 @@ def serve(config: Config, host: str | None = None, port: int | None = None) -> N
 
 
 async def _serve_until_signal(app: web.Application, host: str, port: int, drain_seconds: float) -> None:
-    from proxy.server.drain import drain
+    from w2s.proxy.server.drain import drain
 
     runner = web.AppRunner(app, handler_cancellation=True, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()

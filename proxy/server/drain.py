@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from proxy.core.errors import Draining
-from proxy.server.service import DRAINING, Service
+from w2s.proxy.core.errors import Draining
+from w2s.proxy.server.service import DRAINING, Service
 
 log = logging.getLogger("w2s.server")
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.api import anthropic_bodies as ab
-from proxy.api import protocol_anthropic as pa
-from proxy.api.job import Job
-from proxy.api.results import new_id
-from proxy.api.wire_errors import anthropic_body
-from proxy.core.errors import W2SError
-from proxy.core.types import Answer, SearchResult
-from proxy.server.service import SERVICE, read_body, stats_headers
-from proxy.server.sse import EventStream
-from proxy.server.streaming import stream_search
+from w2s.proxy.api import anthropic_bodies as ab
+from w2s.proxy.api import protocol_anthropic as pa
+from w2s.proxy.api.job import Job
+from w2s.proxy.api.results import new_id
+from w2s.proxy.api.wire_errors import anthropic_body
+from w2s.proxy.core.errors import W2SError
+from w2s.proxy.core.types import Answer, SearchResult
+from w2s.proxy.server.service import SERVICE, read_body, stats_headers
+from w2s.proxy.server.sse import EventStream
+from w2s.proxy.server.streaming import stream_search
 
 
 async def messages(request: web.Request) -> web.StreamResponse:

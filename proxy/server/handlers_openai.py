@@ -5,19 +5,19 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from proxy.api import openai_bodies as ob
-from proxy.api import protocol_openai as po
-from proxy.api.job import Job
-from proxy.api.trace import w2s_field
-from proxy.api.wire_errors import openai_body
-from proxy.core.errors import W2SError
-from proxy.core.types import Answer, SearchResult
-from proxy.server.service import SERVICE, Service, read_body, stats_headers
-from proxy.server.sse import EventStream
-from proxy.server.streaming import stream_search
+from w2s.proxy.api import openai_bodies as ob
+from w2s.proxy.api import protocol_openai as po
+from w2s.proxy.api.job import Job
+from w2s.proxy.api.trace import w2s_field
+from w2s.proxy.api.wire_errors import openai_body
+from w2s.proxy.core.errors import W2SError
+from w2s.proxy.core.types import Answer, SearchResult
+from w2s.proxy.server.service import SERVICE, Service, read_body, stats_headers
+from w2s.proxy.server.sse import EventStream
+from w2s.proxy.server.streaming import stream_search
 
 if TYPE_CHECKING:
-    from proxy.engine import RouteInfo
+    from w2s.proxy.engine import RouteInfo
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.api import wire_errors
-from proxy.api.wire_errors import Api, body_for, error_headers
-from proxy.core.errors import InvalidRequest, NotFound, RequestTooLarge, W2SError
+from w2s.proxy.api import wire_errors
+from w2s.proxy.api.wire_errors import Api, body_for, error_headers
+from w2s.proxy.core.errors import InvalidRequest, NotFound, RequestTooLarge, W2SError
 
 
 class MethodNotAllowed(W2SError):

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from proxy.core.types import RoundTrace
+from w2s.proxy.core.types import RoundTrace
 
 log = logging.getLogger("w2s.server")
 

@@ -17,10 +17,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.api.job import Job
-from proxy.api.results import new_id
-from proxy.api.trace import trace_body
-from proxy.core.types import SearchResult
+from w2s.proxy.api.job import Job
+from w2s.proxy.api.results import new_id
+from w2s.proxy.api.trace import trace_body
+from w2s.proxy.core.types import SearchResult
 
 PREVIEW_CHARS = 120  # of the answer, in the list
 

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from proxy.api.job import Job, WireRequest, resolve
-from proxy.api.results import now
-from proxy.api.wire_errors import as_w2s_error
-from proxy.core.config import ServerConfig
-from proxy.core.errors import Draining, NotReady, UpstreamTimeout, W2SError
-from proxy.core.types import RoundTrace, SearchResult
-from proxy.server.admission import Admission
-from proxy.server.metrics import ProxyMetrics
-from proxy.server.recent import RecentSearches
+from w2s.proxy.api.job import Job, WireRequest, resolve
+from w2s.proxy.api.results import now
+from w2s.proxy.api.wire_errors import as_w2s_error
+from w2s.proxy.core.config import ServerConfig
+from w2s.proxy.core.errors import Draining, NotReady, UpstreamTimeout, W2SError
+from w2s.proxy.core.types import RoundTrace, SearchResult
+from w2s.proxy.server.admission import Admission
+from w2s.proxy.server.metrics import ProxyMetrics
+from w2s.proxy.server.recent import RecentSearches
 
 if TYPE_CHECKING:
-    from proxy.engine import Engine
-    from proxy.server.sse import EventStream
+    from w2s.proxy.engine import Engine
+    from w2s.proxy.server.sse import EventStream
 
 log = logging.getLogger("w2s.server")
 

@@ -12,13 +12,13 @@ from typing import Protocol
 
 from aiohttp import web
 
-from proxy.api.job import Job
-from proxy.api.results import prompt_tokens, usage_counts
-from proxy.core.errors import W2SError
-from proxy.core.search import committed_prefix
-from proxy.core.types import Answer, RoundTrace, SearchResult
-from proxy.server.service import Service, stats_headers
-from proxy.server.sse import EventStream
+from w2s.proxy.api.job import Job
+from w2s.proxy.api.results import prompt_tokens, usage_counts
+from w2s.proxy.core.errors import W2SError
+from w2s.proxy.core.search import committed_prefix
+from w2s.proxy.core.types import Answer, RoundTrace, SearchResult
+from w2s.proxy.server.service import Service, stats_headers
+from w2s.proxy.server.sse import EventStream
 
 log = logging.getLogger("w2s.server")
 

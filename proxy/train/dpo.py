@@ -28,7 +28,7 @@ from transformers import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 
-from proxy.train.settings import DPOOutcome, DPOSettings, EvalPoint
+from w2s.proxy.train.settings import DPOOutcome, DPOSettings, EvalPoint
 
 ACCURACY = "eval_rewards/accuracies"  # TRL's held-out reward accuracy
 MARGIN = "eval_rewards/margins"

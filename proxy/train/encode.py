@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from proxy.core.config import GuideSide
-from proxy.core.rendering import ResponseEncoder
-from proxy.train.prefs import BadLine, Preference
+from w2s.proxy.core.config import GuideSide
+from w2s.proxy.core.rendering import ResponseEncoder
+from w2s.proxy.train.prefs import BadLine, Preference
 
 
 @dataclass(frozen=True)

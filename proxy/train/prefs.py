@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proxy.core.jsonl_lines import BadLine, Malformed, classify_lines, load_json
-from proxy.core.types import Prompt, content_text
+from w2s.proxy.core.jsonl_lines import BadLine, Malformed, classify_lines, load_json
+from w2s.proxy.core.types import Prompt, content_text
 
 ROLES = ("system", "developer", "user", "assistant")
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from proxy.core.config import Config, GuideSide, ModelConfig
-from proxy.core.errors import W2SError
-from proxy.train.settings import DPOOutcome, DPOSettings
-from proxy.train.encode import encode_all, held_out_split
-from proxy.train.prefs import Preference, read_prefs
+from w2s.proxy.core.config import Config, GuideSide, ModelConfig
+from w2s.proxy.core.errors import W2SError
+from w2s.proxy.train.settings import DPOOutcome, DPOSettings
+from w2s.proxy.train.encode import encode_all, held_out_split
+from w2s.proxy.train.prefs import Preference, read_prefs
 
 
 @dataclass
@@ -67,7 +67,7 @@ def train_guide(cfg: Config, opts: TrainOptions) -> str:
     identity = _identity(opts, mcfg)
     _check_out(opts.out, identity)
     t0 = time.perf_counter()
-    from proxy.runtime.loading import load_model  # torch: only once the inputs are known to be good
+    from w2s.proxy.runtime.loading import load_model  # torch: only once the inputs are known to be good
 
     if cfg.torch_threads:
         import torch
@@ -82,7 +82,7 @@ def train_guide(cfg: Config, opts: TrainOptions) -> str:
           f"({'unseen prompts' if by_prompt else 'by pair: the file has one prompt'}); {s.max_steps} steps of "
           f"{s.batch_size}, held-out evaluation every {s.eval_every}; model {opts.model} on {base.device}",
           file=sys.stderr)
-    from proxy.train.dpo import train_dpo
+    from w2s.proxy.train.dpo import train_dpo
 
     model, outcome = train_dpo(base.model, base.tokenizer, train_rows, eval_rows, s, opts.out,
                                cpu=base.device.type == "cpu")

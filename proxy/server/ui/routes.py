@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.api.protocol_ui import PlaygroundRequest
-from proxy.api.trace import TRACE_VERSION, round_body, trace_body
-from proxy.api.wire_errors import openai_body
-from proxy.core.config import UIConfig
-from proxy.core.errors import NotFound, W2SError
-from proxy.core.types import RoundTrace
-from proxy.server.recent import RecentSearches
-from proxy.server.service import SEARCH_ID, SERVICE, Service, read_body, stats_headers
-from proxy.server.sse import EventStream
-from proxy.server.ui import asset_bytes
+from w2s.proxy.api.protocol_ui import PlaygroundRequest
+from w2s.proxy.api.trace import TRACE_VERSION, round_body, trace_body
+from w2s.proxy.api.wire_errors import openai_body
+from w2s.proxy.core.config import UIConfig
+from w2s.proxy.core.errors import NotFound, W2SError
+from w2s.proxy.core.types import RoundTrace
+from w2s.proxy.server.recent import RecentSearches
+from w2s.proxy.server.service import SEARCH_ID, SERVICE, Service, read_body, stats_headers
+from w2s.proxy.server.sse import EventStream
+from w2s.proxy.server.ui import asset_bytes
 
 API_PREFIX = "/ui/api/"
 ASSETS = {  # file -> content type; the page is exactly these files

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from proxy.server.ui import asset_bytes
+from w2s.proxy.server.ui import asset_bytes
 
 OFFLINE_CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
                "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\">")
