@@ -23,10 +23,10 @@ the merge's rounding).
 The adapter is LoRA r=16, alpha=32 on every linear layer (train-guide's
 default), with random weights (speed does not depend on their values).
 
-    python bench/adapter_pair.py --quick       # CPU, a few minutes
-    python bench/adapter_pair.py --device cuda --random-weights --source bench/.gpu_assets/smollm2
+    python -m bench.adapter_pair --quick       # CPU, a few minutes
+    python -m bench.adapter_pair --device cuda --random-weights --source bench/.gpu_assets/smollm2
 
-Writes bench/results/adapter_pair.md (adapter_pair_quick.md with --quick, _cuda with a GPU, or --out).
+Writes bench/results/adapter_pair/adapter_pair.md (adapter_pair_quick.md with --quick, _cuda with a GPU, or --out).
 """
 from __future__ import annotations
 
@@ -35,13 +35,20 @@ import asyncio
 import copy
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import machine, set_threads, table, today, write_result  # noqa: E402
-from bench.scorer import PROMPT_TEXT, REVIEW, atimed, atimed_inner, random_model, sync  # noqa: E402
+from bench.lib.machine import machine, set_threads, today
+from bench.lib.models import (
+    PROMPT_TEXT,
+    REVIEW,
+    atimed,
+    atimed_inner,
+    random_model,
+    sync,
+)
+from bench.lib.results import write_result
+from bench.lib.tables import table
 
 SYSTEM = "You are a film critic."  # a trained pair: both sides render the same prompt
 
@@ -60,7 +67,7 @@ class Setup:
         if args.random_weights:
             self.plain = random_model(args.source, args.dtype, args.device)
         else:
-            self.plain = load_model("base", ModelConfig(args.source, dtype=args.dtype, device=args.device), guide=True)
+            self.plain = load_model("base", ModelConfig(source=args.source, dtype=args.dtype, device=args.device), guide=True)
         torch.manual_seed(1)
         lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
         self.peft = get_peft_model(copy.deepcopy(self.plain.model), lora, adapter_name="tuned").eval()
@@ -79,7 +86,7 @@ class Setup:
 
     def pair(self, kind: str, incremental: bool):
         """GuidePair over one PeftModel ("adapter") or a merged copy + the base ("copies")."""
-        from w2s.proxy.core.config import GuideConfig, GuideSide
+        from w2s.proxy.core.config import GuidePairConfig, GuideSide
         from w2s.proxy.runtime.pool import ModelPool
         from w2s.scorers.batcher import RowBatcher
         from w2s.scorers.pair import GuidePair
@@ -91,7 +98,8 @@ class Setup:
             pool._models = {"tuned": self.loaded(self.merged, None, "tuned"), "base": self.plain}
         batcher = RowBatcher(pool, self.scfg)
         batcher.start()
-        p = GuidePair(kind, GuideConfig(GuideSide("tuned", system=SYSTEM), GuideSide("base", system=SYSTEM)),
+        p = GuidePair(kind, GuidePairConfig(tuned=GuideSide(model="tuned", system=SYSTEM),
+                                         untuned=GuideSide(model="base", system=SYSTEM)),
                       pool, batcher, incremental=incremental)
         p.bind()
         return p
@@ -243,12 +251,12 @@ async def main_async(args) -> None:
     md = report(s, args, rows, time.perf_counter() - t0)
     print(md)
     if not args.no_write:
-        name = "adapter_pair" + ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda")
-        out = args.out or (str(Path(os.environ["OUT"]) / f"{name}.md") if os.environ.get("OUT") else None)
-        print(f"\nwritten to {write_result(name, md, out)}")
+        suffix = ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda")
+        out = args.out or (str(Path(os.environ["OUT"]) / f"adapter_pair{suffix}.md") if os.environ.get("OUT") else None)
+        print(f"\nwritten to {write_result('adapter_pair', md, out, suffix)}")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="batches up to 16, 32 response tokens")
     p.add_argument("--device", default="cpu")
@@ -262,7 +270,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="torch intra-op threads on CPU (default 1)")
     p.add_argument("--out")
     p.add_argument("--no-write", action="store_true")
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     args.resp_tokens = args.resp_tokens or (32 if args.quick else 64)
     if args.device == "cpu":
         set_threads(args.threads or 1)

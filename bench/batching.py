@@ -19,8 +19,8 @@ be split into the fed part (B x max new tokens) and the attended part
 (B x (max cached + max new)), and queuing for the model thread can be told
 apart from compute.
 
-    python bench/batching.py            # about 7-8 min on 2 shared cores
-    python bench/batching.py --quick    # about 3 min
+    python -m bench.batching            # about 7-8 min on 2 shared cores
+    python -m bench.batching --quick    # about 3 min
 
 Writes bench/results/batching.md (batching_quick.md with --quick, or --out).
 """
@@ -34,10 +34,12 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import PROMPTS, ROOT, machine, run_main, set_threads, table, threads_arg, today  # noqa: E402
+from bench.lib.machine import machine, set_threads, threads_arg, today
+from bench.lib.prompts import PROMPTS
+from bench.lib.results import ROOT
+from bench.lib.runner import run_main
+from bench.lib.tables import table
 
 ROUTE = "w2s-default"
 SEED = 4321
@@ -130,7 +132,7 @@ METRIC_KEYS = {"batches": "w2s_scorer_batches_total", "rows": "w2s_scorer_rows_t
 
 
 async def scrape(http, base: str) -> dict[str, float]:
-    from tests.prom import parse_metrics
+    from bench.lib.testkit import parse_metrics
 
     async with http.get(f"{base}/metrics") as r:
         r.raise_for_status()
@@ -311,7 +313,7 @@ def report(phases: list[Phase], machine: str, search: dict, args, elapsed: float
                  f"the rows per pass, {a.wall / b.wall:.2f}x the throughput "
                  f"({b.thread.forward_s / a.thread.forward_s:.2f}x the forward-pass compute, "
                  f"{b.thread.generate_s / a.thread.generate_s:.2f}x the generate time).\n")
-    cmd = "python bench/batching.py" + (" --quick" if args.quick else "")
+    cmd = "python -m bench.batching" + (" --quick" if args.quick else "")
     order = ",".join(str(p.clients) for p in phases)
     return f"""# Scorer batching: {args.clients} concurrent guided requests against 1
 
@@ -356,14 +358,18 @@ Checks:
 """
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="max_tokens 16 and one phase each: about 3 minutes")
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients of the concurrent phase")
     ap.add_argument("--requests", type=int, default=8, help="requests per phase")
     threads_arg(ap)
     ap.add_argument("--out", help="markdown file (default bench/results/batching.md)")
-    run_main("batching", ap, run, report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_main("batching", parser(), run, report, argv)
 
 
 if __name__ == "__main__":

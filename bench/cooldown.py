@@ -1,6 +1,6 @@
 """The cooldown timeline against a dead upstream, with the default health settings.
 
-    HF_HUB_OFFLINE=1 python bench/cooldown.py [--down 30] [--after 15]
+    HF_HUB_OFFLINE=1 python -m bench.cooldown [--down 30] [--after 15]
 
 A real proxy server (in this process) with one OpenAI-compatible upstream, the
 fault-injecting server of the tests (tests/fault_upstream.py), at the default
@@ -15,21 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import machine, run_main, table, today  # noqa: E402
+from bench.lib.machine import machine, today
+from bench.lib.runner import run_main
+from bench.lib.tables import table
 
 
 async def run(args):
     import aiohttp
 
+    from bench.lib.testkit import FaultUpstream
     from w2s.proxy.core.config import parse_config
     from w2s.proxy.engine import Engine
     from w2s.proxy.server.app import create_app, start
-    from tests.fault_upstream import FaultUpstream
 
     fake = await FaultUpstream().start()
     cfg = parse_config({
@@ -81,10 +80,18 @@ t = {args.down:g} s; one request at a time, 0.5 s apart, through the proxy. Upst
 """
 
 
-if __name__ == "__main__":
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--down", type=float, default=30.0, help="seconds the upstream stays dead")
     ap.add_argument("--after", type=float, default=10.0, help="seconds of requests after it is back")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
-    run_main("cooldown", ap, run, report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_main("cooldown", parser(), run, report, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,10 +6,10 @@ review pairs like the tests' (chosen praises, rejected pans; ~20 tokens an
 answer), for --steps steps of --batch-size pairs, one held-out evaluation at the
 end. A callback times every step; the first (warm-up) is reported apart.
 
-    python bench/dpo_steps.py --quick                   # CPU: 4 steps of 8
-    python bench/dpo_steps.py --device cuda --random-weights --source bench/.gpu_assets/smollm2
+    python -m bench.dpo_steps --quick                   # CPU: 4 steps of 8
+    python -m bench.dpo_steps --device cuda --random-weights --source bench/.gpu_assets/smollm2
 
-Writes bench/results/dpo_steps.md (dpo_steps_quick.md with --quick, _cuda with a GPU, or --out).
+Writes bench/results/dpo_steps/dpo_steps.md (dpo_steps_quick.md with --quick, _cuda with a GPU, or --out).
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import machine, set_threads, table, today, write_result  # noqa: E402
+from bench.lib.machine import machine, set_threads, today
+from bench.lib.results import write_result
+from bench.lib.tables import table
 
 POS = ["wonderful", "moving", "brilliant", "delightful", "beautiful", "charming", "gripping", "superb"]
 NEG = ["boring", "dull", "clumsy", "tedious", "ugly", "lifeless", "awful", "pointless"]
@@ -67,7 +67,7 @@ def step_timer():
 
 
 def run(args):
-    from bench.scorer import random_model
+    from bench.lib.models import random_model
     from w2s.proxy.core.config import GuideSide, ModelConfig
     from w2s.proxy.runtime.loading import load_model
     from w2s.proxy.train.dpo import train_dpo
@@ -78,9 +78,9 @@ def run(args):
     if args.random_weights:
         m = random_model(args.source, "float32", args.device)
     else:
-        m = load_model("smollm2", ModelConfig(args.source, dtype="float32", device=args.device), guide=True)
+        m = load_model("smollm2", ModelConfig(source=args.source, dtype="float32", device=args.device), guide=True)
     prefs = synthetic_prefs(args.steps * args.batch_size + 8)
-    rows = [encode_pair(p, m.tokenizer, m.eos_id, GuideSide("smollm2")).as_row() for p in prefs]
+    rows = [encode_pair(p, m.tokenizer, m.eos_id, GuideSide(model="smollm2")).as_row() for p in prefs]
     tokens = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in rows[:-8]) / (len(rows) - 8)
     s = DPOSettings(max_steps=args.steps, batch_size=args.batch_size, eval_every=args.steps)
     timer = step_timer()
@@ -110,7 +110,7 @@ def report(args, m, times, tokens, outcome, total) -> str:
         table(head, rows), "", f"Run time {total:.0f} s (model load, the steps, one held-out evaluation).", ""])
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="4 steps")
     p.add_argument("--device", default="cpu")
@@ -121,7 +121,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="torch intra-op threads on CPU (default 1)")
     p.add_argument("--out")
     p.add_argument("--no-write", action="store_true")
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     args.steps = args.steps or (4 if args.quick else 10)
     if args.device == "cpu":
         set_threads(args.threads or 1)
@@ -130,9 +134,9 @@ def main() -> None:
     md = report(args, *run(args))
     print(md)
     if not args.no_write:
-        name = "dpo_steps" + ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda")
-        out = args.out or (str(Path(os.environ["OUT"]) / f"{name}.md") if os.environ.get("OUT") else None)
-        print(f"\nwritten to {write_result(name, md, out)}")
+        suffix = ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_cuda")
+        out = args.out or (str(Path(os.environ["OUT"]) / f"dpo_steps{suffix}.md") if os.environ.get("OUT") else None)
+        print(f"\nwritten to {write_result('dpo_steps', md, out, suffix)}")
 
 
 if __name__ == "__main__":

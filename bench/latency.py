@@ -4,7 +4,7 @@
             waits a fixed latency (default 200 ms), then returns n choices of
             random review-ish words with usage and finish_reason "length"
             (or, with probability --p-stop per choice, a shorter "stop")
-  proxy     proxy.server (create_app/serve) in its own process, route provider
+  proxy     `w2s serve` (w2s.proxy.server.app.serve) in its own process, route provider
             openai, mode completions, base_url http://127.0.0.1:PORT/v1
   scorer    the real SmolLM2 prompted pair (positive vs negative critic)
   search    CBS W=K=2, L=8, max_tokens 32 (4 rounds unless a draw stops early)
@@ -15,8 +15,8 @@ itself reported (the trace's score_seconds), and the throughput against a
 sequential reference loop on the same work: one prompt at a time, one upstream
 call at a time (an upstream with concurrency 1), as the paper's code runs.
 
-    python bench/latency.py --quick
-    python bench/latency.py --in-process      # the Engine directly, no HTTP server
+    python -m bench.latency --quick
+    python -m bench.latency --in-process      # the Engine directly, no HTTP server
 """
 from __future__ import annotations
 
@@ -25,15 +25,15 @@ import asyncio
 import json
 import os
 import random
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, machine, set_threads, table, today, write_result  # noqa: E402
+from bench.lib.machine import machine, set_threads, today
+from bench.lib.procs import Child, bench_cmd, free_port, w2s_cmd
+from bench.lib.results import write_result
+from bench.lib.stats import mean, nearest_rank
+from bench.lib.tables import table
 
 WORDS = ("the film a story was great dull good bad acting plot scene camera music long short "
          "and but with its quite very not really cast ending light dark slow funny sad moving "
@@ -124,14 +124,6 @@ def bench_config_dict(up_port: int, args) -> dict:
                    "request_timeout": 3600.0},
         "scorer": {"max_batch_tokens": 16384, "incremental": True},
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- clients --------------------------------------------------------------------
@@ -245,11 +237,6 @@ async def upstream_stats(up_base: str, reset: bool = False) -> dict:
             return await r.json()
 
 
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
-
-
 # --- main -------------------------------------------------------------------------
 
 
@@ -273,7 +260,7 @@ async def measure(client, up_base: str, args) -> tuple[list[dict], dict, float]:
                          score=[r["score_s"] for r in res], sample=[r["sample_s"] for r in res],
                          rounds=[r["rounds"] for r in res], calls=[r["calls"] for r in res],
                          max_in_flight=st["max_in_flight"], scorer=sc))
-        m = statistics.mean
+        m = mean
         print(f"  {conc:3d} concurrent x {n:3d}: e2e mean {m(e2e):.2f} s, floor {m(floor):.2f} s "
               f"(ratio {m(e2e) / m(floor):.2f}), {n / wall:.2f} req/s", flush=True)
     await upstream_stats(up_base, reset=True)
@@ -297,7 +284,7 @@ def scorer_cols(r: dict) -> list[str]:
 
 
 def report(rows, ref, args, mode: str, total_s: float) -> str:
-    m = statistics.mean
+    m = mean
     lat = args.latency
     head = ["concurrent requests", "requests", "rounds / request", "upstream calls / request",
             "floor: rounds x latency + scoring (s)", "of which scoring (s)", "end-to-end mean (s)", "p50 (s)", "p90 (s)",
@@ -309,12 +296,12 @@ def report(rows, ref, args, mode: str, total_s: float) -> str:
     for r in rows:
         tp = r["n"] / r["wall"]
         out.append([r["conc"], r["n"], f"{m(r['rounds']):.2f}", f"{m(r['calls']):.2f}", f"{m(r['floor']):.3f}",
-                    f"{m(r['score']):.3f}", f"{m(r['e2e']):.3f}", f"{pct(r['e2e'], .5):.3f}", f"{pct(r['e2e'], .9):.3f}",
+                    f"{m(r['score']):.3f}", f"{m(r['e2e']):.3f}", f"{nearest_rank(r['e2e'], .5):.3f}", f"{nearest_rank(r['e2e'], .9):.3f}",
                     f"{m(r['e2e']) / m(r['floor']):.2f}", f"{1000 * (m(r['e2e']) - m(r['floor'])):.0f}",
                     f"{m(r['e2e']) / m(r['up_floor']):.2f}", f"{tp:.2f}", f"{tp / ref_tp:.1f}x", *scorer_cols(r)])
     out.append(["sequential reference (1 call at a time)", ref["n"], f"{m(ref['rounds']):.2f}", f"{m(ref['calls']):.2f}",
-                "—", f"{m(ref['score']):.3f}", f"{m(ref['e2e']):.3f}", f"{pct(ref['e2e'], .5):.3f}",
-                f"{pct(ref['e2e'], .9):.3f}", "—", "—", f"{m(ref['e2e']) / (m(ref['rounds']) * lat):.2f}",
+                "—", f"{m(ref['score']):.3f}", f"{m(ref['e2e']):.3f}", f"{nearest_rank(ref['e2e'], .5):.3f}",
+                f"{nearest_rank(ref['e2e'], .9):.3f}", "—", "—", f"{m(ref['e2e']) / (m(ref['rounds']) * lat):.2f}",
                 f"{ref_tp:.2f}", "1.0x", *scorer_cols(ref)])
     lines = [
         f"# Latency and throughput through the proxy (bench/latency.py{' --quick' if args.quick else ''})",
@@ -344,79 +331,59 @@ def report(rows, ref, args, mode: str, total_s: float) -> str:
     return "\n".join(lines)
 
 
+def start_upstream(args, port: int, env: dict) -> Child:
+    return Child("fake upstream", bench_cmd("latency", "--serve-upstream", str(port), "--latency", str(args.latency),
+                                            "--p-stop", str(args.p_stop)), env=env)
+
+
+def start_proxy(cfg_dict: dict, port: int, env: dict, threads: int) -> Child:
+    """`w2s serve` on the bench's config, in its own process."""
+    cfg_path = Path(tempfile.mkdtemp(prefix="w2s-bench-")) / "config.json"  # JSON is YAML
+    cfg_path.write_text(json.dumps({**cfg_dict, "server": {**cfg_dict["server"], "port": port}}))
+    return Child("proxy", w2s_cmd("--config", str(cfg_path), "--threads", str(threads), "serve",
+                                  "--host", "127.0.0.1", "--port", str(port)), env=env)
+
+
+async def measure_in_process(cfg_dict: dict, up_base: str, args):
+    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.engine import Engine
+
+    engine = Engine(parse_config(cfg_dict, "bench"))
+    await engine.start()
+    try:
+        async with EngineClient(engine) as client:
+            return await measure(client, up_base, args)
+    finally:
+        await engine.aclose()
+
+
 async def main_async(args) -> None:
     up_port = free_port()
     up_base = f"http://127.0.0.1:{up_port}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
-    procs = []
-    try:
-        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(up_port),
-                                       "--latency", str(args.latency), "--p-stop", str(args.p_stop)], env=env))
-        cfg_dict = bench_config_dict(up_port, args)
-        await wait_http(f"{up_base}/stats", 30)
+           "OMP_NUM_THREADS": str(args.threads)}
+    cfg_dict = bench_config_dict(up_port, args)
+    with start_upstream(args, up_port, env) as upstream:
+        await upstream.wait_http(f"{up_base}/stats", 30)
         if args.in_process:
-            from w2s.proxy.core.config import parse_config
-            from w2s.proxy.engine import Engine
-
-            engine = Engine(parse_config(cfg_dict, "bench"))
-            await engine.start()
-            try:
-                async with EngineClient(engine) as client:
-                    rows, ref, total_s = await measure(client, up_base, args)
-            finally:
-                await engine.aclose()
-            mode = "in-process through proxy.engine.Engine (no HTTP)"
+            rows, ref, total_s = await measure_in_process(cfg_dict, up_base, args)
+            mode = "in-process through w2s.proxy.engine.Engine (no HTTP)"
         else:
             proxy_port = free_port()
-            tmp = tempfile.mkdtemp(prefix="w2s-bench-")
-            cfg_path = Path(tmp) / "config.json"  # JSON is YAML
-            cfg_dict["server"]["port"] = proxy_port
-            cfg_path.write_text(json.dumps(cfg_dict))
-            code = ("import logging,sys; logging.basicConfig(level=logging.WARNING); "
-                    "from proxy.core.config import load_config; from proxy.server import serve; "
-                    f"serve(load_config({str(cfg_path)!r}), '127.0.0.1', {proxy_port})")
-            procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT)))
             base = f"http://127.0.0.1:{proxy_port}"
-            await wait_http(f"{base}/ready", 300)
-            async with HttpClient(base) as client:
-                rows, ref, total_s = await measure(client, up_base, args)
-            mode = "over HTTP through proxy.server (create_app/serve in its own process)"
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            with start_proxy(cfg_dict, proxy_port, env, args.threads) as proxy:
+                await proxy.wait_http(f"{base}/ready", 300)
+                async with HttpClient(base) as client:
+                    rows, ref, total_s = await measure(client, up_base, args)
+            mode = "over HTTP through `w2s serve` in its own process"
     md = report(rows, ref, args, mode, total_s)
     print(md)
     if not args.no_write:
-        path = write_result("latency_quick" if args.quick else "latency", md, args.out)
+        path = write_result("latency", md, args.out, "_quick" if args.quick else "")
         print(f"\nwritten to {path}")
 
 
-async def wait_http(url: str, timeout: float) -> None:
-    import aiohttp
-
-    t0 = time.perf_counter()
-    async with aiohttp.ClientSession() as s:
-        while True:
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-                    body = await r.text()
-                    if '"failed"' in body:
-                        raise RuntimeError(f"{url}: {body}")
-            except aiohttp.ClientError:
-                pass
-            if time.perf_counter() - t0 > timeout:
-                raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
-            await asyncio.sleep(0.25)
-
-
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--latency", type=float, default=0.2, help="upstream seconds per call")
@@ -429,11 +396,15 @@ def main() -> None:
     p.add_argument("--nref", type=int, help="requests in the sequential reference (default 16, --quick 8)")
     p.add_argument("--threads", type=int, default=1, help="torch threads in the proxy process (OMP_NUM_THREADS)")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--in-process", action="store_true", help="drive proxy.engine.Engine directly, no HTTP server")
+    p.add_argument("--in-process", action="store_true", help="drive w2s.proxy.engine.Engine directly, no HTTP server")
     p.add_argument("--out")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     if args.serve_upstream:
         serve_upstream(args.serve_upstream, args.latency, args.p_stop)
         return

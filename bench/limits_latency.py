@@ -1,6 +1,6 @@
 """Does one big search keep the server responsive? /health and a 400 while the largest allowed search runs.
 
-    HF_HUB_OFFLINE=1 python bench/limits_latency.py [--seconds 60] [--quick]
+    HF_HUB_OFFLINE=1 python -m bench.limits_latency [--seconds 60] [--quick]
 
 A `w2s serve` process runs the embedded default (Gemma 3 270M upstream, SmolLM2
 guide) with its default operator limits. This script probes it from another
@@ -20,10 +20,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import ROOT, machine, run_main, table, threads_arg, today  # noqa: E402
+from bench.lib.machine import machine, threads_arg, today
+from bench.lib.results import ROOT
+from bench.lib.runner import run_main
+from bench.lib.stats import nearest_rank
+from bench.lib.tables import table
 
 OVER = {"model": "w2s-default", "messages": [{"role": "user", "content": "hi"}], "w2s": {"w": 200, "k": 200}}
 PROBE_EVERY = 0.025
@@ -102,18 +104,13 @@ async def run(args):
     return idle, loaded, rounds, finished, seconds
 
 
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
-
-
 def report(idle, loaded, rounds, finished, seconds, args, elapsed) -> str:
     rows = []
     for kind in ("health", "400"):
         i, lo = idle[kind], loaded[kind]
         rows.append(["GET /health" if kind == "health" else "400 over the limits (w=k=200)",
-                     len(lo), statistics.median(i), pct(i, 0.99), statistics.median(lo), pct(lo, 0.99), max(lo),
-                     pct(lo, 0.99) / pct(i, 0.99)])
+                     len(lo), statistics.median(i), nearest_rank(i, 0.99), statistics.median(lo), nearest_rank(lo, 0.99), max(lo),
+                     nearest_rank(lo, 0.99) / nearest_rank(i, 0.99)])
     return f"""# Responsiveness while the largest allowed search runs
 
 {today()}; {machine(note=f"the server with {args.threads or 1} torch thread; bench ran {elapsed:.0f} s")}
@@ -129,10 +126,18 @@ Target: p99 under 50 ms while loaded.
 """
 
 
-if __name__ == "__main__":
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0, help="probing time while the search runs")
     ap.add_argument("--quick", action="store_true", help="20 s")
     ap.add_argument("--out")
     threads_arg(ap)
-    run_main("limits_latency", ap, run, report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_main("limits_latency", parser(), run, report, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """What the proxy does now in front of servers that differ from their docs: traces and `w2s check`.
 
-    HF_HUB_OFFLINE=1 python bench/odd_servers.py
+    HF_HUB_OFFLINE=1 python -m bench.odd_servers
 
 The three failures a new user met (all answered 200 and labelled `cbs` before):
 a server that ignores `n`, a chat-continue server that answers a trailing
@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import ROOT, machine, run_main, today, until_loaded, w2s_check  # noqa: E402
+from bench.lib.machine import machine, today
+from bench.lib.results import ROOT
+from bench.lib.runner import run_main, until_loaded, w2s_check
 
 POSITIVE = "You are a film critic who writes glowing, enthusiastic, positive reviews."
 NEGATIVE = "You are a film critic who hates every movie and writes harsh, negative reviews."
@@ -56,9 +55,9 @@ def excerpt(trace: dict) -> str:
 async def replay(name: str, modes: dict, up: dict, messages: list[dict]) -> str:
     import openai
 
+    from bench.lib.testkit import FaultUpstream
     from w2s.proxy.core.config import parse_config
     from w2s.proxy.server.app import create_app, start
-    from tests.fault_upstream import FaultUpstream
 
     fake = await FaultUpstream(**modes).start()
     runner, port = await start(create_app(parse_config(proxy_config(f"{fake.base_url}/v1", **up), name)))
@@ -85,9 +84,9 @@ def check(up: dict) -> tuple[int, str]:
 
 
 async def run(args):
+    from bench.lib.testkit import FaultUpstream
     from w2s.proxy.core.config import load_config
     from w2s.proxy.server.app import create_app, start
-    from tests.fault_upstream import FaultUpstream
 
     out: dict = {"replays": {}, "checks": {}}
     out["replays"]["a server that ignores n (completions)"] = await replay(
@@ -135,7 +134,15 @@ def report(out, args, elapsed) -> str:
     return "\n".join(parts)
 
 
-if __name__ == "__main__":
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out")
-    run_main("odd_servers", ap, run, report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_main("odd_servers", parser(), run, report, argv)
+
+
+if __name__ == "__main__":
+    main()

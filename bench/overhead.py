@@ -20,8 +20,8 @@ Three model costs:
   * stub engine  : no model at all (a real Engine over tests/scripted.py's parts behind the
     same server code): the proxy + SDK + loopback HTTP cost alone.
 
-    python bench/overhead.py            # about 4-8 min on 2 shared cores (depends on the load)
-    python bench/overhead.py --quick    # about 3 min
+    python -m bench.overhead            # about 4-8 min on 2 shared cores (depends on the load)
+    python -m bench.overhead --quick    # about 3 min
 
 Writes bench/results/overhead.md (overhead_quick.md with --quick, or --out).
 """
@@ -34,10 +34,13 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import PROMPTS, ROOT, machine, run_main, set_threads, table, threads_arg, today  # noqa: E402
+from bench.lib.machine import machine, set_threads, threads_arg, today
+from bench.lib.prompts import PROMPTS
+from bench.lib.results import ROOT
+from bench.lib.runner import run_main
+from bench.lib.stats import quantile
+from bench.lib.tables import table
 
 ROUTE = "gemma-passthrough"
 STUB_ROUTE = "fake-pass"
@@ -45,16 +48,6 @@ SEED = 1234
 
 
 # --- small stats and formatting -------------------------------------------------
-
-
-def quantile(xs: list[float], q: float) -> float:
-    """Linear interpolation between order statistics (numpy's default)."""
-    if not xs:
-        return math.nan
-    s = sorted(xs)
-    pos = (len(s) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def ms(x: float) -> str:
@@ -184,11 +177,11 @@ async def run(args) -> tuple[list[Section], str]:
 
     from openai import AsyncOpenAI
 
+    from bench.lib.testkit import fake_config, scripted_engine
     from w2s.proxy.core.config import load_config
     from w2s.proxy.engine import Engine
     from w2s.proxy.server.app import create_app, start
     from w2s.proxy.server.service import SERVICE
-    from tests.scripted import fake_config, scripted_engine
 
     quick = args.quick
     pairs_8, waves_8 = (10, 2) if quick else (40, 8)
@@ -297,7 +290,7 @@ def report(sections: list[Section], machine: str, args, elapsed: float) -> str:
     srv = table(["model cost", "clients", "client latency", "server request", "admission queue",
                  "engine.run (search)", "server's own (request - queue - search)", "SDK + HTTP (client - request)"],
                 srv_rows)
-    cmd = "python bench/overhead.py" + (" --quick" if args.quick else "")
+    cmd = "python -m bench.overhead" + (" --quick" if args.quick else "")
     return f"""# Pass-through overhead
 
 {today()}, `{cmd}`, {elapsed / 60:.1f} min.
@@ -329,14 +322,18 @@ Where the proxied time goes (server-side means per proxied request, from the ser
 """
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer requests: about 3 minutes")
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the concurrent rows")
     ap.add_argument("--max-tokens", type=int, default=8, help="max_tokens of the main rows")
     threads_arg(ap)
     ap.add_argument("--out", help="markdown file (default bench/results/overhead.md)")
-    run_main("overhead", ap, run, report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_main("overhead", parser(), run, report, argv)
 
 
 if __name__ == "__main__":

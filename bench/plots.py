@@ -1,7 +1,7 @@
-"""The bench tables as pictures: bench/results/{sentiment,latency}.md -> the same names as .png.
+"""The bench tables as pictures: bench/results/{sentiment,latency}/<name>.md -> the same names as .png.
 
     pip install -e '.[bench]'      # matplotlib
-    python bench/plots.py          # reads and writes bench/results/
+    python -m bench.plots          # reads and writes bench/results/sentiment/ and latency/
 
 It measures nothing: it draws what the benches wrote, so a picture always
 matches its table (rerun it after a bench).
@@ -18,7 +18,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.lib.results import RESULTS
+
 METHOD_COLORS = {"plain": "#9aa3ad", "BoN": "#4c78a8", "CBS": "#e07b00"}
 PNG_META = {"Software": None}  # no version stamp: the same table draws the same file
 
@@ -152,12 +153,17 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--results", type=Path, default=RESULTS, help="where the .md tables are and the .png go")
-    args = ap.parse_args()
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="where the experiments' folders are: reads and writes <name>/<name>.md and .png")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     for name, draw in (("sentiment", sentiment), ("latency", latency)):
-        print(draw(args.results / f"{name}.md", args.results / f"{name}.png"))
+        print(draw(args.results / name / f"{name}.md", args.results / name / f"{name}.png"))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What a guided answer costs upstream, per provider mode: calls and tokens (prompt, completion).
 
-    HF_HUB_OFFLINE=1 python bench/provider_cost.py [--prompts 4] [--l 30] [--max-tokens 200]
+    HF_HUB_OFFLINE=1 python -m bench.provider_cost [--prompts 4] [--l 30] [--max-tokens 200]
 
 The upstream is this project's own pass-through server on loopback (Gemma 3 270M
 base, in process), reached the way each provider reaches a real API:
@@ -31,17 +31,15 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from w2s.providers.anthropic import AnthropicSampler  # noqa: E402
-from w2s.providers.openai import OpenAISampler  # noqa: E402
-from w2s.proxy.core.config import UpstreamConfig, parse_config  # noqa: E402
-from w2s.proxy.core.search import search  # noqa: E402
-from w2s.proxy.core.types import Prompt, SearchParams, SearchResult  # noqa: E402
+from w2s.providers.anthropic import AnthropicSampler
+from w2s.providers.openai import OpenAISampler
+from w2s.proxy.core.config import parse_config, upstream_config
+from w2s.proxy.core.search import search
+from w2s.proxy.core.types import Prompt, SearchParams, SearchResult
 
 PROMPTS = (
     "I watched this movie last night and",
@@ -77,10 +75,10 @@ def config() -> dict:
 def remote_sampler(mode: str, base: str):
     common = dict(model="passthrough", timeout=3600.0, max_retries=0)
     if mode == "anthropic-prefill":
-        return AnthropicSampler(mode, UpstreamConfig(provider="anthropic", base_url=base, **common))
+        return AnthropicSampler(mode, upstream_config(dict(provider="anthropic", base_url=base, **common)))
     api_mode = mode.removeprefix("openai-")
-    return OpenAISampler(mode, UpstreamConfig(provider="openai", mode=api_mode, base_url=base + "/v1",
-                                              max_n=16, **common))
+    return OpenAISampler.from_config(mode, upstream_config(dict(provider="openai", mode=api_mode, base_url=base + "/v1",
+                                                                max_n=16, **common)))
 
 
 @dataclass
@@ -159,7 +157,7 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=4, help=f"how many prompts (at most {len(PROMPTS)})")
     ap.add_argument("--l", type=int, default=30, help="chunk length L in upstream tokens")
@@ -168,6 +166,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0: torch's default); 1 is much faster on a busy shared CPU")
+    return ap
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = parser()
     args = ap.parse_args(argv)
     if not 1 <= args.prompts <= len(PROMPTS):
         ap.error(f"--prompts: 1 to {len(PROMPTS)}")

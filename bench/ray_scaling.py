@@ -13,8 +13,8 @@ hits both; rows of one setting are summed. Throughput is items / the driver's
 "running" seconds (after every worker has loaded); what each worker costs (its
 load time, its peak RSS: its own copy of the models) comes from the workers.
 
-    python bench/ray_scaling.py            # about 10 min on 2 shared cores
-    python bench/ray_scaling.py --quick    # about 4 min
+    python -m bench.ray_scaling            # about 10 min on 2 shared cores
+    python -m bench.ray_scaling --quick    # about 4 min
 
 `--settings 1x1,2x1` compares one worker x 1 thread with two instead: what one more
 worker adds (bench/results/ray_workers.md).
@@ -33,9 +33,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import PROMPTS, ROOT, machine, run_main, table, today  # noqa: E402
-from tests.ray_cluster import LocalRayCluster  # noqa: E402
+from bench.lib.machine import machine, today
+from bench.lib.prompts import PROMPTS
+from bench.lib.results import ROOT
+from bench.lib.runner import run_main
+from bench.lib.tables import table
+from bench.lib.testkit import LocalRayCluster
 
 NOTE = ("the torch threads above are the driver's, each worker's are in the table; "
         "CPU only, shared with other jobs (timings noisy)")
@@ -141,7 +144,7 @@ def _words(setting: str) -> str:
     return f"{workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--items", type=int, help="items per run (default 24; --quick 8)")
@@ -150,7 +153,11 @@ def main() -> None:
     ap.add_argument("--settings", default="1x2,2x1", choices=["1x2,2x1", "1x1,2x1"],
                     help="the two settings compared (WORKERSxTHREADS), the first is the baseline")
     ap.add_argument("--out")
-    run_main("ray_scaling", ap, run, report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_main("ray_scaling", parser(), run, report, argv)
 
 
 if __name__ == "__main__":

@@ -16,109 +16,49 @@ tokens grown in chunks of L=16 tokens and re-scored after every chunk (as CBS
 does), with GuidePair(incremental=True) and (incremental=False): scorer tokens
 computed per response token, and seconds.
 
-    python bench/scorer.py --quick                     # CPU, a few minutes
-    python bench/scorer.py --device cuda --dtype bfloat16   # see bench/gpu_check.sh
+    python -m bench.scorer --quick                     # CPU, a few minutes
+    python -m bench.scorer --device cuda --dtype bfloat16   # see bench/gpu_check.sh
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import machine, set_threads, table, today, write_result  # noqa: E402
-
-SYSTEM_T = "You are a film critic who writes glowing, enthusiastic, positive reviews."
-SYSTEM_U = "You are a film critic who hates every movie and writes harsh, negative reviews."
-PROMPT_TEXT = "Write a review of the movie you saw last weekend."
-
-# Filler answer text, repeated to any length (only its token count matters).
-REVIEW = (
-    "The film opens on a quiet harbour at dawn, and for a while nothing much happens: a ferry comes in, "
-    "a woman carries a suitcase up the hill, a dog follows her to the church. The director lets these "
-    "scenes breathe, and the camera work is patient without being slow. When the story finally turns, "
-    "halfway through, it does so with a phone call that changes everything for the family at its centre. "
-    "The performances are careful and restrained; the score is mostly piano, with strings in the last act. "
-    "Some viewers will find the ending abrupt, others will admire how little it explains. I left the "
-    "theatre thinking about the mother's last line and about the shot of the empty kitchen before it. "
+from bench.lib.machine import machine, set_threads, today
+from bench.lib.models import (
+    PROMPT_TEXT,
+    REVIEW,
+    SYSTEM_T,
+    SYSTEM_U,
+    atimed,
+    atimed_inner,
+    random_model,
+    save_shape,
+    sync,
+    timed,
 )
-
-
-def sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-SLOW_CALL_S = 3.0  # on CPU, a call slower than this is timed once, without a warm-up run
-
-
-def timed(fn, device, reps: int, min_seconds: float) -> float:
-    """Median seconds of one call (after a warm-up, unless the call is slow)."""
-    t0 = time.perf_counter()
-    fn()
-    sync(device)
-    first = time.perf_counter() - t0
-    if first > SLOW_CALL_S:
-        return first
-    times = []
-    t_start = time.perf_counter()
-    while len(times) < reps or (time.perf_counter() - t_start < min_seconds and len(times) < 50):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def random_model(shape_dir: str, dtype: str, device: str):
-    """The model's architecture and tokenizer from `shape_dir` (see --save-shape), weights random
-    (seed 0, drawn in float32, then cast: a float32 reference gets the same weights). Speed and
-    token counts are those of the real model; scores are not."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from w2s.proxy.runtime.loading import LoadedModel, pick_device, pick_dtype
-
-    dev = pick_device(device)
-    dt = pick_dtype(dtype, dev)
-    cfg = AutoConfig.from_pretrained(shape_dir)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    model.to(device=dev, dtype=dt).eval()
-    tok = AutoTokenizer.from_pretrained(shape_dir)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return LoadedModel("smollm2", model, tok, dev, dt)
-
-
-def save_shape(source: str, out: str) -> None:
-    """Config and tokenizer of `source`, no weights (~4 MB): what --random-weights needs."""
-    from w2s.proxy.core.config import ModelConfig
-    from w2s.proxy.runtime.loading import load_model
-
-    m = load_model("smollm2", ModelConfig(source, dtype="float32", device="cpu"))
-    Path(out).mkdir(parents=True, exist_ok=True)
-    m.model.config.save_pretrained(out)
-    m.tokenizer.save_pretrained(out)
-    print(f"saved the config and tokenizer of {source} in {out}")
+from bench.lib.results import write_result
+from bench.lib.tables import table
 
 
 class Setup:
     def __init__(self, args):
-        from w2s.proxy.core.config import GuideConfig, GuideSide, ModelConfig, ScorerConfig
+        from w2s.proxy.core.config import (
+            GuidePairConfig,
+            GuideSide,
+            ModelConfig,
+            ScorerConfig,
+        )
         from w2s.proxy.core.types import Prompt
-        from w2s.scorers.batcher import RowBatcher
         from w2s.proxy.runtime.pool import ModelPool
+        from w2s.scorers.batcher import RowBatcher
 
         self.args = args
         source = args.source
-        self.pool = ModelPool({"smollm2": ModelConfig(source, dtype=args.dtype, device=args.device)})
+        self.pool = ModelPool({"smollm2": ModelConfig(source=source, dtype=args.dtype, device=args.device)})
         t0 = time.perf_counter()
         if getattr(args, "random_weights", False):
             self.pool._models["smollm2"] = random_model(source, args.dtype, args.device)  # bench-only shortcut
@@ -127,7 +67,8 @@ class Setup:
         self.device = self.m.device
         self.scfg = ScorerConfig(max_batch_tokens=1 << 22, max_batch_rows=1024, incremental=True)
         self.batcher = RowBatcher(self.pool, self.scfg)
-        self.gcfg = GuideConfig(GuideSide("smollm2", system=SYSTEM_T), GuideSide("smollm2", system=SYSTEM_U))
+        self.gcfg = GuidePairConfig(tuned=GuideSide(model="smollm2", system=SYSTEM_T),
+                                     untuned=GuideSide(model="smollm2", system=SYSTEM_U))
         self.prompt = Prompt.chat([{"role": "user", "content": PROMPT_TEXT}])
         tok = self.m.tokenizer
         ids = tok(REVIEW, add_special_tokens=False)["input_ids"]
@@ -204,28 +145,6 @@ async def throughput(s: Setup, batches: list[int], resp_tokens: int, reps: int, 
         print(f"  B={B:3d} T={T:4d}  raw {resp / t_raw:9.0f} tok/s  kernel {resp / t_kernel:9.0f}  "
               f"pair {resp / t_pair:9.0f}  pair+kv {resp / t_inc:9.0f}", flush=True)
     return out
-
-
-async def atimed(fn, device, reps: int, min_seconds: float) -> float:
-    async def once() -> float:
-        t0 = time.perf_counter()
-        await fn()
-        sync(device)
-        return time.perf_counter() - t0
-
-    return await atimed_inner(once, reps, min_seconds)
-
-
-async def atimed_inner(fn, reps: int, min_seconds: float) -> float:
-    """`fn` returns its own seconds; median after a warm-up, unless the call is slow."""
-    first = await fn()
-    if first > SLOW_CALL_S:
-        return first
-    times = []
-    t_start = time.perf_counter()
-    while len(times) < reps or (time.perf_counter() - t_start < min_seconds and len(times) < 50):
-        times.append(await fn())
-    return statistics.median(times)
 
 
 # --- part 2 -------------------------------------------------------------------
@@ -360,15 +279,16 @@ async def main_async(args) -> None:
     md = report(s, args, tp, inc, time.perf_counter() - t0)
     print(md)
     if not args.no_write:
-        name = "scorer" + ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_" + args.device.split(":")[0])
+        suffix = ("_quick" if args.quick else "") + ("" if args.device == "cpu" else "_" + args.device.split(":")[0])
+        name = "scorer" + suffix
         out = args.out
         if out is None and os.environ.get("OUT"):
             out = str(Path(os.environ["OUT"]) / f"{name}.md")
-        path = write_result(name, md, out)
+        path = write_result("scorer", md, out, suffix)
         print(f"\nwritten to {path}")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="batches up to 16, shorter answers, 64/256 only")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, mps")
@@ -388,9 +308,13 @@ def main() -> None:
                    help="--source is a directory from --save-shape: real shapes and tokenizer, random weights "
                         "(for machines the model's package cannot reach; speeds and token counts hold, scores do not)")
     p.add_argument("--save-shape", metavar="DIR", help="save --source's config and tokenizer (no weights) in DIR and exit")
-    p.add_argument("--out", help="markdown file (default bench/results/scorer[_quick][_cuda].md, or $OUT/...)")
+    p.add_argument("--out", help="markdown file (default bench/results/scorer/scorer[_quick][_cuda].md, or $OUT/...)")
     p.add_argument("--no-write", action="store_true")
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     if args.save_shape:
         save_shape(args.source, args.save_shape)
         return

@@ -3,7 +3,7 @@
 A reproduction in miniature of the paper's controlled-sentiment experiment
 (arXiv 2405.19262, section 5.1):
 
-  upstream  Gemma 3 270M base continues neutral movie-review openings (bench/openings.py)
+  upstream  Gemma 3 270M base continues neutral movie-review openings (bench/lib/openings.py)
   guide     SmolLM2-135M-Instruct prompted as a positive critic vs a negative critic
             (config.yaml, guide "positive-critic" of route "w2s-default")
   judge     VADER compound sentiment of the continuation only (independent of both models)
@@ -16,24 +16,30 @@ wall time, and the mean log-likelihood per token of the answer under the
 upstream model (log p_gemma(answer | opening) / tokens: how far the search
 moved from what the upstream would write by itself, the KL side).
 
-    python bench/sentiment.py --quick                        # smoke test, a few minutes
-    python bench/sentiment.py --prompts 12 --workers 2       # ~20 min here
-    python bench/sentiment.py                                # all 120 openings (hours on 2 CPU cores)
+    python -m bench.sentiment --quick                        # smoke test, a few minutes
+    python -m bench.sentiment --prompts 12 --workers 2       # ~20 min here
+    python -m bench.sentiment                                # all 120 openings (hours on 2 CPU cores)
+    python -m bench.sentiment --merge-shards bench/results/sentiment/shards/*.json --workers 2 \
+        --notes bench/results/sentiment/notes.md             # rebuilds bench/results/sentiment/sentiment.md
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import machine, mean_se, set_threads, table, today, win_rate, write_result  # noqa: E402
-from bench.openings import OPENINGS  # noqa: E402
+from bench.lib.loglik import upstream_loglik_rows
+from bench.lib.machine import machine, set_threads, today
+from bench.lib.openings import OPENINGS
+from bench.lib.procs import Child, bench_cmd, wait_all
+from bench.lib.results import ROOT, kept_stamp, result_path, write_result
+from bench.lib.stats import mean_se, paired_diff, per_item, share, win_rate
+from bench.lib.tables import percent, pm, table
 
 ROUTE = "w2s-default"
 QUICK_PROMPTS = 3
@@ -77,7 +83,7 @@ class Run:
 def build_config(upstream_dtype: str, guide_dtype: str):
     from w2s.proxy.core.config import load_config
 
-    cfg = load_config(Path(__file__).resolve().parent.parent / "config.yaml")
+    cfg = load_config(ROOT / "config.yaml")
     up_model = cfg.upstreams[cfg.routes[ROUTE].upstream].model
     for name, m in cfg.models.items():
         m.device = "cpu"
@@ -118,26 +124,6 @@ async def run_method(engine, method: Method, prompts, args, indices: list[int]) 
     return run
 
 
-def upstream_loglik_rows(model, tok, opening: str, answers: list[tuple[str, str]]):
-    """Rows for log p_upstream(answer [+ EOS if it stopped] | opening)."""
-    from w2s.proxy.core.rendering import common_prefix_len
-    from w2s.scorers.rows import Row
-
-    prompt_ids = tok(opening, add_special_tokens=True)["input_ids"]
-    rows, starts = [], []
-    for text, finish in answers:
-        ids = tok(opening + text, add_special_tokens=True)["input_ids"]
-        if finish == "stop":
-            eos = tok.eos_token_id if tok.eos_token_id is not None else model.config.eos_token_id
-            ids = ids + [eos if isinstance(eos, int) else eos[0]]
-        start = max(1, common_prefix_len(prompt_ids, ids))
-        if start >= len(ids):  # empty answer: nothing to score
-            start = len(ids) - 1
-        rows.append(Row(ids))
-        starts.append(start)
-    return rows, starts
-
-
 async def evaluate(engine, runs: list[Run], prompts, openings) -> float:
     """Judge (VADER), guide reward, upstream log-likelihood. Returns seconds spent."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -172,65 +158,79 @@ async def evaluate(engine, runs: list[Run], prompts, openings) -> float:
     return time.perf_counter() - t0
 
 
-def report(runs: list[Run], args, n: int, load_s: float, eval_s: float, total_s: float) -> str:
+def method_rows(runs: list[Run], n: int) -> list[list[str]]:
     base = runs[0]
     rows = []
     for r in runs:
-        jm, js = mean_se(r.judge)
-        gm, gs = mean_se(r.guide)
-        lm, ls = mean_se(r.loglik)
-        wr = win_rate(r.judge, base.judge) if r is not base else float("nan")
-        pos = sum(j > 0.05 for j in r.judge) / n
-        rows.append([r.method.label(), f"{jm:+.3f} ± {js:.3f}", f"{100 * wr:.0f}%" if r is not base else "—",
-                     f"{100 * pos:.0f}%", f"{gm:+.2f} ± {gs:.2f}", f"{lm:.3f} ± {ls:.3f}",
-                     f"{sum(r.upstream_tokens) / n:.0f}", f"{sum(r.upstream_calls) / n:.1f}",
-                     f"{sum(r.scorer_tokens) / n:.0f}", f"{r.wall:.0f}", f"{r.wall / n:.2f}",
-                     f"{sum(r.latency) / n:.1f}"])
-    head = ["method", "VADER compound (mean ± s.e.)", "win vs plain", "positive share",
-            "guide reward", "upstream log-lik / token", "upstream tokens / answer", "upstream calls / answer",
-            "scorer tokens / answer", "search s", "s / answer", "latency s / search"]
-    lines = [
-        f"# Controlled sentiment (bench/sentiment.py{' --quick' if args.quick else ''})",
-        "",
-        f"{today()}; {machine('cpu', 'CPU only, shared with other jobs (timings noisy)')}.",
-        "",
-        f"{n} neutral movie-review openings (bench/openings.py {args.indices_desc}), upstream Gemma 3 270M base "
-        f"({args.upstream_dtype}), guide SmolLM2-135M-Instruct prompted pair positive-critic vs negative-critic "
-        f"({args.guide_dtype}), judge VADER compound on the continuation only. max_tokens {args.max_tokens}, "
-        f"T={args.temperature}, top-k {args.top_k}, seed {args.seed}, {args.workers} worker process(es) with "
-        f"{args.threads} torch thread(s) each, {args.concurrency} searches in flight per worker. "
-        "Methods run one after another; within a method the openings run concurrently.",
-        "",
-        table(head, rows),
-        "",
-        "* win vs plain: share of openings where the method's continuation has a higher VADER score than plain "
-        "sampling's on the same opening (ties count half). positive share: VADER compound > 0.05.",
-        "* guide reward: log p_tuned(y|x) - log p_untuned(y|x) of the returned answer (EOS term when it stopped), "
-        "what the search maximises.",
-        "* upstream log-lik / token: log p_gemma(answer | opening) / answer tokens (EOS included when it stopped), "
-        "computed with the upstream model itself; lower = further from the upstream's own distribution.",
-        "* upstream tokens / answer: every token the upstream generated for the search (all candidates).",
-        "* search s: the method's wall time, summed over worker processes; s / answer = search s / openings "
-        "(one worker's time per answer); latency s / search: one search's own wall time, queueing included.",
-        (f"* Run time: merged from {len(args.merge_shards)} saved shard files; searches {sum(r.wall for r in runs):.0f} s "
-         "(summed over workers)." if args.merge_shards else
-         f"* Run time: models {load_s:.0f} s, searches {sum(r.wall for r in runs):.0f} s (summed over workers), "
-         f"evaluation {eval_s:.0f} s, total wall {total_s:.0f} s."),
-        "",
-        "Pairs at comparable upstream cost: BoN N=4 vs CBS 2,2,10 (4 rows), BoN N=16 vs CBS 4,4,5 (16 rows).",
-        "",
-    ]
-    comps = [("bon4", "cbs2x2x10"), ("bon16", "cbs4x4x5"), ("plain", "bon4"), ("plain", "bon16")]
+        rows.append([r.method.label(), pm(mean_se(r.judge)), percent(win_rate(r.judge, base.judge)) if r is not base
+                     else "—", percent(share(r.judge, lambda j: j > 0.05)), pm(mean_se(r.guide), 2),
+                     pm(mean_se(r.loglik), signed=False),
+                     f"{per_item(sum(r.upstream_tokens), n):.0f}", f"{per_item(sum(r.upstream_calls), n):.1f}",
+                     f"{per_item(sum(r.scorer_tokens), n):.0f}", f"{r.wall:.0f}", f"{per_item(r.wall, n):.2f}",
+                     f"{per_item(sum(r.latency), n):.1f}"])
+    return rows
+
+
+COMPARISONS = [("bon4", "cbs2x2x10"), ("bon16", "cbs4x4x5"), ("plain", "bon4"), ("plain", "bon16")]
+
+
+def comparison_rows(runs: list[Run]) -> list[list[str]]:
+    """Pairs at comparable upstream cost, and each BoN against plain sampling, on the same openings."""
     by = {r.method.name: r for r in runs}
-    pair_rows = []
-    for a, b in comps:
+    rows = []
+    for a, b in COMPARISONS:
         if a in by and b in by:
             ra, rb = by[a], by[b]
-            d = [x - y for x, y in zip(rb.judge, ra.judge)]
-            dm, ds = mean_se(d)
-            pair_rows.append([f"{rb.method.label()} vs {ra.method.label()}", f"{100 * win_rate(rb.judge, ra.judge):.0f}%",
-                              f"{dm:+.3f} ± {ds:.3f}",
-                              f"{sum(rb.upstream_tokens) / max(1, sum(ra.upstream_tokens)):.2f}"])
+            rows.append([f"{rb.method.label()} vs {ra.method.label()}", percent(win_rate(rb.judge, ra.judge)),
+                         pm(paired_diff(rb.judge, ra.judge)),
+                         f"{sum(rb.upstream_tokens) / max(1, sum(ra.upstream_tokens)):.2f}"])
+    return rows
+
+
+NOTES = [
+    "* win vs plain: share of openings where the method's continuation has a higher VADER score than plain "
+    "sampling's on the same opening (ties count half). positive share: VADER compound > 0.05.",
+    "* guide reward: log p_tuned(y|x) - log p_untuned(y|x) of the returned answer (EOS term when it stopped), "
+    "what the search maximises.",
+    "* upstream log-lik / token: log p_gemma(answer | opening) / answer tokens (EOS included when it stopped), "
+    "computed with the upstream model itself; lower = further from the upstream's own distribution.",
+    "* upstream tokens / answer: every token the upstream generated for the search (all candidates).",
+    "* search s: the method's wall time, summed over worker processes; s / answer = search s / openings "
+    "(one worker's time per answer); latency s / search: one search's own wall time, queueing included.",
+]
+
+
+def run_time_note(runs: list[Run], args, load_s: float, eval_s: float, total_s: float) -> str:
+    searches = sum(r.wall for r in runs)
+    if args.merge_shards:
+        return (f"* Run time: merged from {len(args.merge_shards)} saved shard files; searches {searches:.0f} s "
+                "(summed over workers).")
+    return (f"* Run time: models {load_s:.0f} s, searches {searches:.0f} s (summed over workers), "
+            f"evaluation {eval_s:.0f} s, total wall {total_s:.0f} s.")
+
+
+def settings_line(args, n: int) -> str:
+    return (f"{n} neutral movie-review openings (bench/lib/openings.py {args.indices_desc}), upstream Gemma 3 270M "
+            f"base ({args.upstream_dtype}), guide SmolLM2-135M-Instruct prompted pair positive-critic vs "
+            f"negative-critic ({args.guide_dtype}), judge VADER compound on the continuation only. max_tokens "
+            f"{args.max_tokens}, T={args.temperature}, top-k {args.top_k}, seed {args.seed}, {args.workers} worker "
+            f"process(es) with {args.threads} torch thread(s) each, {args.concurrency} searches in flight per worker. "
+            "Methods run one after another; within a method the openings run concurrently.")
+
+
+def report(runs: list[Run], args, n: int, load_s: float, eval_s: float, total_s: float) -> str:
+    stamp = f"{today()}; {machine('cpu', 'CPU only, shared with other jobs (timings noisy)')}."
+    if args.merge_shards:  # the data was measured when the shards were made: keep that run's stamp
+        stamp = kept_stamp(Path(args.out) if args.out else result_path("sentiment"), stamp)
+    notes = Path(args.notes).read_text().splitlines() if args.notes else []
+    lines = [f"# Controlled sentiment (bench/sentiment.py{' --quick' if args.quick else ''})", "", stamp, "",
+             settings_line(args, n), "", table(
+                 ["method", "VADER compound (mean ± s.e.)", "win vs plain", "positive share", "guide reward",
+                  "upstream log-lik / token", "upstream tokens / answer", "upstream calls / answer",
+                  "scorer tokens / answer", "search s", "s / answer", "latency s / search"], method_rows(runs, n)),
+             "", *NOTES, run_time_note(runs, args, load_s, eval_s, total_s), *notes, "",
+             "Pairs at comparable upstream cost: BoN N=4 vs CBS 2,2,10 (4 rows), BoN N=16 vs CBS 4,4,5 (16 rows).", ""]
+    pair_rows = comparison_rows(runs)
     if pair_rows:
         lines += [table(["comparison (same openings)", "win rate", "VADER difference (mean ± s.e.)",
                          "upstream token ratio"], pair_rows), ""]
@@ -244,8 +244,8 @@ FIELDS = ("texts", "finishes", "upstream_tokens", "upstream_calls", "scorer_toke
 
 async def run_shard(args, indices: list[int]) -> dict:
     """Every method over the openings `indices` in one process; plain data out."""
-    from w2s.proxy.engine import Engine
     from w2s.proxy.core.types import Prompt
+    from w2s.proxy.engine import Engine
 
     openings = [OPENINGS[i] for i in indices]
     prompts = [Prompt.raw(o) for o in openings]
@@ -333,7 +333,7 @@ def finish(args, shards: list[dict], indices: list[int], total_s: float) -> None
     runs, load_s, eval_s = merge(shards, len(indices))
     n = len(indices)
     contiguous = indices == list(range(indices[0], indices[0] + n))
-    args.indices_desc = f"#{indices[0]}-#{indices[-1]}" if contiguous else f"{n} of bench/openings.py"
+    args.indices_desc = f"#{indices[0]}-#{indices[-1]}" if contiguous else f"{n} of bench/lib/openings.py"
     md = report(runs, args, n, load_s, eval_s, total_s)
     print(md)
     if args.dump:
@@ -343,34 +343,38 @@ def finish(args, shards: list[dict], indices: list[int], total_s: float) -> None
                     rec = {DUMP_NAMES.get(fld, fld): getattr(r, fld)[j] for fld in FIELDS}
                     f.write(json.dumps({"index": gi, "opening": OPENINGS[gi], "method": r.method.name, **rec}) + "\n")
     if not args.no_write:
-        path = write_result("sentiment_quick" if args.quick else "sentiment", md, args.out)
+        path = write_result("sentiment", md, args.out, "_quick" if args.quick else "")
         print(f"\nwritten to {path}")
 
 
+def worker_argv(argv: list[str]) -> list[str]:
+    """This run's arguments without "--workers K": what each worker process gets."""
+    if "--workers" in argv:
+        j = argv.index("--workers")
+        return argv[:j] + argv[j + 2:]
+    return [a for a in argv if not a.startswith("--workers=")]
+
+
 async def run_workers(args, n: int) -> list[dict]:
-    """--workers K: K processes (one torch thread each), openings dealt round-robin."""
+    """--workers K: K processes (one torch thread each), openings dealt round-robin. A worker that dies stops
+    the others and is reported at once, with its stderr."""
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="w2s-sentiment-"))
-    argv = [a for a in sys.argv[1:] if a not in ("--workers",)]
-    # Drop "--workers K" from the child's argv.
-    if "--workers" in sys.argv:
-        j = sys.argv.index("--workers")
-        argv = sys.argv[1:j] + sys.argv[j + 2:]
-    procs = []
-    for i in range(args.workers):
-        out = tmp / f"shard{i}.json"
-        cmd = [sys.executable, __file__, *argv, "--prompts", str(n), "--worker-shard", f"{i}/{args.workers}",
-               "--worker-out", str(out)]
-        procs.append((await asyncio.create_subprocess_exec(*cmd), out))
-    for p, _ in procs:
-        rc = await p.wait()
-        if rc != 0:
-            raise SystemExit(f"a sentiment worker failed (exit {rc})")
-    return [json.loads(out.read_text()) for _, out in procs]
+    outs = [tmp / f"shard{i}.json" for i in range(args.workers)]
+    workers = [Child(f"sentiment worker {i}", bench_cmd("sentiment", *worker_argv(args.argv), "--prompts", str(n),
+                                                        "--worker-shard", f"{i}/{args.workers}", "--worker-out",
+                                                        str(out)))
+               for i, out in enumerate(outs)]
+    try:
+        await wait_all(workers)
+    finally:
+        for w in workers:
+            w.stop()
+    return [json.loads(out.read_text()) for out in outs]
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"{QUICK_PROMPTS} openings, {QUICK_MAX_TOKENS} tokens: a smoke test")
     p.add_argument("--prompts", type=int, help="number of openings (default: 12 with --quick, else all)")
@@ -383,7 +387,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a shared 2-core box)")
     p.add_argument("--upstream-dtype", default="float32")
     p.add_argument("--guide-dtype", default="float32")
-    p.add_argument("--out", help="markdown file (default bench/results/sentiment[_quick].md)")
+    p.add_argument("--out", help="markdown file (default bench/results/sentiment/sentiment[_quick].md)")
     p.add_argument("--dump", help="also write every answer as JSONL here")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--workers", type=int, default=1,
@@ -391,9 +395,16 @@ def main() -> None:
     p.add_argument("--offset", type=int, default=0, help="first opening (to extend an earlier run)")
     p.add_argument("--keep-shards", help="save the raw per-opening results (JSON) in this folder")
     p.add_argument("--merge-shards", nargs="+", help="no search: report on JSON files saved by --keep-shards")
+    p.add_argument("--notes", help="a file of lines the report adds after its run-time note (provenance)")
     p.add_argument("--worker-shard", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    args.argv = argv
     if args.quick and args.max_tokens is None:
         args.max_tokens = QUICK_MAX_TOKENS
     if args.max_tokens is None:

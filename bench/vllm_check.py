@@ -1,6 +1,6 @@
 """Drive a running vLLM server through the proxy (run by bench/vllm_check.sh, which starts vLLM).
 
-    HF_HUB_OFFLINE=1 python bench/vllm_check.py --base http://127.0.0.1:8011/v1 --model-dir DIR
+    HF_HUB_OFFLINE=1 python -m bench.vllm_check --base http://127.0.0.1:8011/v1 --model-dir DIR
 
 1. `w2s check` on the server as a completions upstream and as a chat-continue upstream.
 2. A proxy server (in this process) with both as upstreams, the SmolLM2 prompted pair as guide:
@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/x.py` from anywhere
-from bench.common import machine, run_main, today, until_loaded, w2s_check  # noqa: E402
+from bench.lib.machine import machine, today
+from bench.lib.runner import run_main, until_loaded, w2s_check
 
 POSITIVE = "You are a film critic who writes glowing, enthusiastic, positive reviews."
 NEGATIVE = "You are a film critic who hates every movie and writes harsh, negative reviews."
@@ -107,9 +105,17 @@ def report(out, args, elapsed) -> str:
     return "\n".join(parts)
 
 
-if __name__ == "__main__":
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True, help="the vLLM server's /v1 URL")
     ap.add_argument("--model-dir", required=True, help="the converted SmolLM2 directory vLLM serves")
     ap.add_argument("--out")
-    run_main("vllm_check", ap, run, report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_main("vllm_check", parser(), run, report, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,14 +2,14 @@
 
 Written from parts (who watched what, when, how the sentence goes on) so there are
 enough to train on, and checked against the 120 evaluation openings of
-bench/openings.py: no training opening shares a 5-gram (five words in a row) with
+bench/lib/openings.py: no training opening shares a 5-gram (five words in a row) with
 any of them, so the evaluation measures what the guide learned, not what it saw.
 """
 from __future__ import annotations
 
 import re
 
-from bench.openings import OPENINGS
+from bench.lib.openings import OPENINGS
 
 WHO = [
     "My roommate picked this picture for our movie night",

@@ -1,4 +1,4 @@
-"""Judges for `w2s make-prefs --judge bench/judges.py:NAME`: answer text -> float, higher is preferred."""
+"""Judges for `w2s make-prefs --judge bench.lib.judges:NAME`: answer text -> float, higher is preferred."""
 from __future__ import annotations
 
 import re

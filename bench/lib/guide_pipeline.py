@@ -1,24 +1,71 @@
 """The machinery bench/trained_guide.py and bench/plain_words.py share: a preference -> pairs -> a DPO-trained
 SmolLM2 pair -> Gemma 3 270M base guided by it, every answer appended to JSONL as it comes (a rerun resumes).
+
+Each experiment keeps its data in bench/results/<experiment>/ (Store): answers.jsonl, scores.jsonl, prefs.jsonl,
+runs/ (one record per training run) and adapters/ (float16, so a later session searches with the same weights).
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bench.common import ROOT
-from bench.openings import OPENINGS
+from bench.lib.loglik import upstream_loglik_rows
+from bench.lib.openings import OPENINGS
+from bench.lib.procs import Child, bench_cmd, w2s_cmd, wait_all
+from bench.lib.results import ROOT, experiment_dir
 
 ROUTE_TRAINED, ROUTE_PROMPTED = "w2s-trained", "w2s-default"
 # name -> (w, k, l, i); i is bench/sentiment.py's METHODS index (its seeds use it).
 METHODS = {"plain": (1, 1, None, 0), "bon16": (1, 16, None, 2), "cbs4x4x5": (4, 4, 5, 4)}
 MAX_TOKENS, TEMPERATURE, TOP_K, SEED = 50, 0.7, 50, 0
+SHARDS = experiment_dir("sentiment") / "shards"  # bench/sentiment.py's answers, reused as baselines
+SHARD_COMMIT = "abc86a2"  # the commit that made the sentiment shards
+
+
+@dataclass(frozen=True)
+class Store:
+    """An experiment's committed data under bench/results/<experiment>/."""
+
+    experiment: str
+
+    @property
+    def dir(self) -> Path:
+        return experiment_dir(self.experiment)
+
+    @property
+    def answers(self) -> Path:
+        return self.dir / "answers.jsonl"
+
+    @property
+    def scores(self) -> Path:
+        return self.dir / "scores.jsonl"
+
+    @property
+    def prefs(self) -> Path:  # committed: a later session trains on the same pairs
+        return self.dir / "prefs.jsonl"
+
+    @property
+    def runs(self) -> Path:
+        return self.dir / "runs"
+
+    @property
+    def adapters(self) -> Path:  # committed (float16): the searches use exactly these weights
+        return self.dir / "adapters"
+
+    @property
+    def report(self) -> Path:
+        return self.dir / f"{self.experiment}.md"
+
+    def rel(self, path: Path) -> str:
+        return str(path.relative_to(ROOT))
 
 
 def key(rec: dict) -> tuple:
@@ -68,7 +115,7 @@ def data_config(data: Path) -> Path:
 
 
 def w2s(*args: str, threads: int) -> None:
-    cmd = [sys.executable, "-m", "w2s.proxy.cli", "--threads", str(threads), *args]
+    cmd = w2s_cmd("--threads", str(threads), *args)
     print("$ w2s " + " ".join(args), file=sys.stderr)
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
 
@@ -171,18 +218,21 @@ async def search_part(args, part: int, config, answers: Path, routes: dict[str, 
 
 
 def spawn_search_workers(script: str, args, *extra: str) -> None:
-    """`script search --part p` for each of args.workers parts, at once; each resumes on its own."""
-    procs = [subprocess.Popen([sys.executable, script, "search", "--data", str(args.data), "--run", args.run,
-                               "--openings", args.openings, "--workers", str(args.workers), "--part", str(p),
-                               "--threads", str(args.threads), *extra], cwd=ROOT) for p in range(args.workers)]
-    if any(p.wait() for p in procs):
-        raise SystemExit("a search worker failed; rerun to resume")
+    """`python -m bench.<script> search --part p` for each of args.workers parts, at once; each resumes on its
+    own. A worker that fails stops the others and is reported at once with its stderr."""
+    workers = [Child(f"{script} part {p}", bench_cmd(script, "search", "--data", str(args.data), "--run", args.run,
+                                                     "--openings", args.openings, "--workers", str(args.workers),
+                                                     "--part", str(p), "--threads", str(args.threads), *extra))
+               for p in range(args.workers)]
+    try:
+        asyncio.run(wait_all(workers))
+    except Exception as e:
+        raise SystemExit(f"a search worker failed; rerun to resume. {e}") from e
 
 
 async def score_opening(engine, i: int, mine: list[dict], guides: dict[str, str]) -> list[dict]:
     """Opening i's answers under each guide pair ({field: guide name}: every answer under every pair, so rows
     compare) and their log-likelihood per token under Gemma itself (the KL side). One dict per answer."""
-    from bench.sentiment import upstream_loglik_rows
     from w2s.proxy.core.types import Prompt, ScoreItem
     from w2s.scorers.rows import forward_rows
 
@@ -226,7 +276,8 @@ async def score_all(args, config, answers: Path, scores: Path, guides: dict[str,
         await engine.aclose()
 
 
-def parse_args(doc: str, *, data: str, run: str, max_steps: int, openings: str, more=None):
+def parser(doc: str, *, data: str, run: str, max_steps: int, openings: str) -> argparse.ArgumentParser:
+    """The stages' arguments (the script adds its own)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["prefs", "train", "search", "score", "report"])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("W2S_BENCH_DATA", data)))
@@ -236,8 +287,20 @@ def parse_args(doc: str, *, data: str, run: str, max_steps: int, openings: str, 
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--part", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1)
-    if more:
-        more(ap)
-    args = ap.parse_args()
+    return ap
+
+
+def parse(ap: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     return args
+
+
+def training_runs(runs: Path) -> list[dict]:
+    """Every training run's record in runs/, with its name."""
+    return [json.loads(p.read_text()) | {"name": p.stem} for p in sorted(runs.glob("*.json"))]
+
+
+def complete_openings(indices: list[int], scores: dict, labels) -> list[int]:
+    """The openings that have a score for every (method, guide) in labels."""
+    return [i for i in indices if all((i, m, g) in scores for m, g in labels)]
