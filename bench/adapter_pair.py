@@ -42,6 +42,7 @@ from bench.lib.machine import machine, set_threads, today
 from bench.lib.models import (
     PROMPT_TEXT,
     REVIEW,
+    always_warm_up,
     atimed,
     atimed_inner,
     random_model,
@@ -238,12 +239,10 @@ def report(s: Setup, args, rows: list[dict], total_s: float) -> str:
 
 
 async def main_async(args) -> None:
-    import bench.scorer as scorer_bench
-
     t0 = time.perf_counter()
     s = Setup(args)
     if s.device.type != "cpu":
-        scorer_bench.SLOW_CALL_S = float("inf")  # accelerators: always warm up
+        always_warm_up()
     print(f"loaded {args.source} on {s.device} ({s.plain.dtype}) in {s.load_s:.1f} s", flush=True)
     max_b = args.max_batch or (16 if args.quick else 64)
     rows = [await measure(s, B, args.resp_tokens, args.reps, args.min_seconds)

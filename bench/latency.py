@@ -130,7 +130,7 @@ def bench_config_dict(up_port: int, args) -> dict:
 
 
 def prompts_for(n: int) -> list[str]:
-    from bench.openings import OPENINGS
+    from bench.lib.openings import OPENINGS
 
     return [OPENINGS[i % len(OPENINGS)] for i in range(n)]
 

@@ -12,16 +12,21 @@ import argparse
 import re
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-
 from bench.lib.results import RESULTS
 
 METHOD_COLORS = {"plain": "#9aa3ad", "BoN": "#4c78a8", "CBS": "#e07b00"}
 PNG_META = {"Software": None}  # no version stamp: the same table draws the same file
+
+
+def pyplot():
+    """matplotlib (the bench extra), imported when a picture is drawn: parsing arguments needs none."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (plt.matplotlib.ticker below)
+
+    return plt
 
 
 def md_table(path: Path, first_header: str) -> list[dict[str, str]]:
@@ -66,7 +71,7 @@ def sentiment(src: Path, out: Path) -> Path:
     se = [error(r["VADER compound (mean ± s.e.)"]) for r in rows]
     cost = [number(r["upstream tokens / answer"]) for r in rows]
     colors = [color_of(n) for n in names]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.15, 1]})
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.15, 1]})
     bars = left.barh(names[::-1], vader[::-1], xerr=se[::-1], color=colors[::-1], capsize=3)
     for bar, r in zip(bars, rows[::-1]):
         left.text(bar.get_width() + 0.07, bar.get_y() + bar.get_height() / 2,
@@ -94,7 +99,7 @@ def latency(src: Path, out: Path) -> Path:
     rows = md_table(src, "concurrent requests")
     levels = [r for r in rows if r["concurrent requests"].isdigit()]
     reference = next((r for r in rows if not r["concurrent requests"].isdigit()), None)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4.2))
     _times(left, levels)
     _throughput(right, levels, reference)
     fig.suptitle("Latency through the proxy (bench/latency.py): 200 ms upstream, CBS W=K=2, L=8, 32 tokens",
@@ -115,9 +120,9 @@ def _times(ax, levels: list[dict[str, str]]) -> None:
     for x, r, top in zip(xs, levels, p90):
         ax.text(x + w / 2, top * 1.08, r["end-to-end / floor"] + "x floor", ha="center", fontsize=8.5)
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 5, 10, 20, 50, 100]))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.yaxis.set_major_locator(pyplot().matplotlib.ticker.FixedLocator([1, 2, 5, 10, 20, 50, 100]))
+    ax.yaxis.set_major_formatter(pyplot().matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_locator(pyplot().matplotlib.ticker.NullLocator())
     ax.set_ylim(min(floor) / 1.5, max(p90) * 1.6)
     ax.set_xticks(xs, [r["concurrent requests"] for r in levels])
     ax.set_xlabel("concurrent requests")
@@ -149,7 +154,7 @@ def _throughput(ax, levels: list[dict[str, str]], reference: dict[str, str] | No
 def _save(fig, out: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out, dpi=110, metadata=PNG_META)
-    plt.close(fig)
+    pyplot().close(fig)
     return out
 
 

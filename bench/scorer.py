@@ -33,6 +33,7 @@ from bench.lib.models import (
     REVIEW,
     SYSTEM_T,
     SYSTEM_U,
+    always_warm_up,
     atimed,
     atimed_inner,
     random_model,
@@ -249,12 +250,11 @@ def report(s: Setup, args, tp, inc, total_s: float) -> str:
 
 
 async def main_async(args) -> None:
-    global SLOW_CALL_S
     t0 = time.perf_counter()
     s = Setup(args)
     s.batcher.start()
     if s.device.type != "cpu":
-        SLOW_CALL_S = float("inf")  # accelerators: always warm up (first calls pay for kernel selection)
+        always_warm_up()
     print(f"loaded {args.source} on {s.device} ({s.m.dtype}) in {s.load_s:.1f} s", flush=True)
     max_b = args.max_batch or (16 if args.quick else 64)
     batches = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= max_b]
