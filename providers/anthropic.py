@@ -27,10 +27,11 @@ import logging
 import anthropic as sdk
 
 from w2s.providers import tokens
-from w2s.providers.limits import Limiter
-from w2s.providers.retry import Draw, MalformedResponse, RetryPolicy, RetryStats, SDKErrors, call_with_retry, draw_all
-from w2s.proxy.core.config import UpstreamConfig, resolve_secret
+from w2s.providers.remote import RemoteSampler
+from w2s.providers.retry import Draw, MalformedResponse, RetryPolicy, draw_all
+from w2s.proxy.core.config import AnthropicUpstream
 from w2s.proxy.core.errors import UpstreamError, UpstreamRefused
+from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.types import Chunk, Continuation, FinishReason, Prompt, SampleRequest, SampleResult, content_text
 
 log = logging.getLogger("w2s.providers.anthropic")
@@ -91,31 +92,22 @@ def build_messages(prompt: Prompt, prefill: str, cache: bool) -> tuple[str | Non
     return prompt.system_text(), messages
 
 
-class AnthropicSampler:
-    model_names: tuple[str, ...] = ()
+class AnthropicSampler(RemoteSampler):
+    draw_mode = DrawMode.ANTHROPIC_PREFILL
 
-    def __init__(self, name: str, cfg: UpstreamConfig, *, retry_policy: RetryPolicy | None = None,
+    def __init__(self, name: str, cfg: AnthropicUpstream, *, retry_policy: RetryPolicy | None = None,
                  client: sdk.AsyncAnthropic | None = None):
-        self.name = name
-        self.cfg = cfg
+        # Claude's tokenizer is not public: usage estimates use the default encoding.
+        super().__init__(name, cfg, sdk, client=client, retry_policy=retry_policy)
         self.exact_continuation = True  # until the model refuses prefill
         self.send_sampling = True  # until the model refuses temperature/top_p/top_k
-        self._secret = resolve_secret(cfg.api_key)
-        self.client = client or sdk.AsyncAnthropic(
-            base_url=cfg.base_url, api_key=self._secret or "none", max_retries=0, timeout=cfg.timeout)
-        self.policy = retry_policy or RetryPolicy(max_retries=cfg.max_retries)
-        self.limiter = Limiter(cfg.concurrency, cfg.requests_per_minute, cfg.timeout)
-        self.stats = RetryStats()
-        self._errs = SDKErrors.of(sdk)
-        self._encoding_name = tokens.encoding_name(None, cfg.tokenizer)  # Claude's tokenizer is not public
-        self._label = f"upstream {name!r} (anthropic)"
 
-    @classmethod
-    def from_config(cls, name: str, cfg: UpstreamConfig, pool=None, **kw) -> "AnthropicSampler":
-        return cls(name, cfg, **kw)
+    @staticmethod
+    def _client_class(sdk_module):
+        return sdk_module.AsyncAnthropic
 
-    async def start(self) -> None:
-        pass  # remote: nothing to load; failures surface on the first request
+    def describe(self) -> str:
+        return "anthropic"
 
     async def prepare(self, continuation: bool) -> None:
         pass  # a prefill refusal is found by the first draw that sends one (see the module docstring)
@@ -124,13 +116,6 @@ class AnthropicSampler:
         return {"continuation": "prefill" if self.exact_continuation else "refused (bon-approx)",
                 "n": "K parallel calls (the API has no n)",
                 "sampling_controls": "sent" if self.send_sampling else "refused"}
-
-    async def probe(self) -> None:
-        """A cheap call that proves the upstream answers (GET /v1/models); raises if it does not."""
-        await self.client.models.list()
-
-    async def aclose(self) -> None:
-        await self.client.close()
 
     # -- sampling ----------------------------------------------------------
     async def sample(self, request: SampleRequest) -> SampleResult:
@@ -171,10 +156,7 @@ class AnthropicSampler:
 
     async def _call(self, request: SampleRequest, cont: Continuation, system: str | None,
                     messages: list[dict], stops: list[str]) -> tuple[Chunk, bool]:
-        return await call_with_retry(
-            lambda: self.limiter.run(lambda: self._request(request, cont, system, messages, stops)),
-            policy=self.policy, errs=self._errs, label=self._label, provider=self.name,
-            stats=self.stats, secrets=(self._secret,))
+        return await self.call(lambda: self._request(request, cont, system, messages, stops))
 
     def _disable_sampling(self) -> None:
         if self.send_sampling:
@@ -213,7 +195,7 @@ class AnthropicSampler:
 
     async def _estimate(self, chunk: Chunk, system: str | None, messages: list[dict]) -> None:
         """No usage in the response: estimate both counts with tiktoken."""
-        enc = await tokens.load_encoding(self._encoding_name)
+        enc = await self.encoding()
         chunk.completion_tokens = tokens.count(enc, chunk.text)
         flat = [{"content": system or ""}] + [{"content": content_text(m["content"])} for m in messages]
         chunk.prompt_tokens = tokens.count_messages(enc, flat)
@@ -224,21 +206,22 @@ def _parse(resp) -> tuple[Chunk, bool]:
     try:
         text = "".join(b.text for b in resp.content if getattr(b, "type", None) == "text")
         reason = resp.stop_reason
-        usage = getattr(resp, "usage", None)
-        if usage is not None and isinstance(usage.input_tokens, int) and isinstance(usage.output_tokens, int):
-            # Tokens read: uncached + written to cache + read from cache.
-            prompt = (usage.input_tokens + (getattr(usage, "cache_creation_input_tokens", None) or 0)
-                      + (getattr(usage, "cache_read_input_tokens", None) or 0))
-            completion = usage.output_tokens
-            has_usage = True
-        else:
-            prompt = completion = 0
-            has_usage = False
+        usage = _usage(getattr(resp, "usage", None))
     except (AttributeError, TypeError) as e:
         raise MalformedResponse(type(e).__name__) from None
     if not isinstance(text, str):
         raise MalformedResponse("text is not a string")
     finish = _STOP.get(str(reason), "stop") if reason is not None else "stop"
     seq = getattr(resp, "stop_sequence", None) if reason == "stop_sequence" else None
+    prompt, completion = usage or (0, 0)
     return Chunk(text=text, finish_reason=finish, completion_tokens=completion, prompt_tokens=prompt,
-                 stop_sequence=seq if isinstance(seq, str) else None), has_usage
+                 stop_sequence=seq if isinstance(seq, str) else None), usage is not None
+
+
+def _usage(usage) -> tuple[int, int] | None:
+    """(prompt tokens read: uncached + written to cache + read from cache, completion tokens), or None."""
+    if usage is None or not isinstance(usage.input_tokens, int) or not isinstance(usage.output_tokens, int):
+        return None
+    prompt = (usage.input_tokens + (getattr(usage, "cache_creation_input_tokens", None) or 0)
+              + (getattr(usage, "cache_read_input_tokens", None) or 0))
+    return prompt, usage.output_tokens

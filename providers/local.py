@@ -14,7 +14,8 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 
 from w2s.providers.generate_batcher import GenerateBatcher, GenerateStats
 from w2s.providers.row_sampling import RowSampler, RowSettings, row_seed
-from w2s.proxy.core.config import UpstreamConfig
+from w2s.proxy.core.config import LocalUpstream
+from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.rendering import check_fits, render
 from w2s.proxy.core.types import Chunk, SampleRequest, SampleResult
 from w2s.proxy.runtime.adapters import generate_kwargs
@@ -38,8 +39,9 @@ class RowLimits(StoppingCriteria):
 
 class LocalSampler:
     exact_continuation = True
+    draw_mode = DrawMode.LOCAL
 
-    def __init__(self, name: str, cfg: UpstreamConfig, pool: ModelPool):
+    def __init__(self, name: str, cfg: LocalUpstream, pool: ModelPool):
         self.name = name
         self.cfg = cfg
         self.pool = pool
@@ -47,7 +49,7 @@ class LocalSampler:
         self.batcher = GenerateBatcher(self._run_batch, cfg.max_batch_rows)
 
     @classmethod
-    def from_config(cls, name: str, cfg: UpstreamConfig, pool: ModelPool) -> "LocalSampler":
+    def from_config(cls, name: str, cfg: LocalUpstream, pool: ModelPool) -> "LocalSampler":
         return cls(name, cfg, pool)
 
     @property

@@ -15,8 +15,9 @@ from typing import Any, Awaitable, Callable
 import openai as sdk
 
 from w2s.providers import continuation
-from w2s.providers.openai import OpenAISampler, _Call
-from w2s.proxy.core.rendering import render
+from w2s.providers.openai import OpenAISampler
+from w2s.providers.openai_draws import Call
+from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.types import Continuation, SampleRequest
 
 COUNT_PROMPT = continuation.PROMPT
@@ -75,19 +76,19 @@ async def check_continuation(sample, exact: bool) -> Verdict:
 
 async def check_openai(s: OpenAISampler) -> Report:
     cfg = s.cfg
-    report = Report(s.name, f"openai {s.mode}, model {cfg.model} at {cfg.base_url or 'api.openai.com'}")
+    report = Report(s.name, f"openai {s.draw_mode}, model {cfg.model} at {cfg.base_url or 'api.openai.com'}")
     reach = await _reachable(s)
     report.verdicts.append(reach)
     if reach.fatal:
         report.blocking = reach.detail
         return report
     report.verdicts.append(await _n(s))
-    cont = await check_continuation(s._sample, s.mode != "chat-only")
+    cont = await check_continuation(s._sample, s.draw_mode.continues)
     report.verdicts.append(cont)
     stop, usage = await _stop_and_usage(s)
     report.verdicts += [stop, usage, await _seed(s)]
     if not cont.ok:
-        report.blocking = ("chat-only upstreams cannot continue a partial answer" if s.mode == "chat-only"
+        report.blocking = ("chat-only upstreams cannot continue a partial answer" if s.draw_mode is DrawMode.CHAT_ONLY
                            else f"it does not continue a partial answer ({cont.detail})")
     return report
 
@@ -112,11 +113,10 @@ async def _reachable(s: OpenAISampler) -> Verdict:
 def _raw(s: OpenAISampler, prefix: str, n: int, temperature: float, stop: list[str] | None = None,
          seed: int | None = None, max_tokens: int = 6):
     request = SampleRequest(COUNT_PROMPT, [Continuation(prefix, max_tokens)] * n, temperature=temperature)
-    rendered = ""
-    if s.mode == "completions":
-        rendered = render(COUNT_PROMPT, None, s.cfg.template, chat_template=s.chat_template).text
-    call = _Call(list(range(n)), prefix, max_tokens, seed)
-    return lambda: s._request(request, call, rendered, stop or [])
+    ctx = s.context(request)
+    ctx.api_stops = stop or []  # only the probe's own stop string
+    call = Call(list(range(n)), prefix, max_tokens, seed)
+    return lambda: s._request(ctx, call)
 
 
 async def _n(s: OpenAISampler) -> Verdict:
@@ -129,7 +129,7 @@ async def _n(s: OpenAISampler) -> Verdict:
 
 
 async def _stop_and_usage(s: OpenAISampler) -> tuple[Verdict, Verdict]:
-    if s.mode == "chat-only":
+    if s.draw_mode is DrawMode.CHAT_ONLY:
         drawn, seconds = await timed(_raw(s, "", 1, 0.0, [STOP], max_tokens=40))
         return Verdict("stop", None, "not probed for chat-only (no continuation to count on)"), _usage(
             drawn, seconds)

@@ -1,23 +1,26 @@
-"""Config-driven provider registry: `provider:` name -> sampler class."""
+"""Config-driven registry: each way of drawing (`DrawMode`) -> its sampler class."""
 from __future__ import annotations
 
 from importlib import import_module
 
-from w2s.proxy.core.config import UpstreamConfig
-from w2s.proxy.core.errors import ConfigError
+from w2s.proxy.core.config import AnyUpstream
+from w2s.proxy.core.modes import DrawMode
 
 # Imported lazily so a local-only setup never imports an SDK it does not use.
-PROVIDERS = {
-    "local": "w2s.providers.local:LocalSampler",
-    "openai": "w2s.providers.openai:OpenAISampler",
-    "anthropic": "w2s.providers.anthropic:AnthropicSampler",
+SAMPLERS: dict[DrawMode, str] = {
+    DrawMode.LOCAL: "w2s.providers.local:LocalSampler",
+    DrawMode.COMPLETIONS: "w2s.providers.openai:CompletionsSampler",
+    DrawMode.CHAT_CONTINUE: "w2s.providers.openai:ChatContinueSampler",
+    DrawMode.CHAT_ONLY: "w2s.providers.openai:ChatOnlySampler",
+    DrawMode.ANTHROPIC_PREFILL: "w2s.providers.anthropic:AnthropicSampler",
 }
 
 
-def make_sampler(name: str, cfg: UpstreamConfig, pool):
-    try:
-        target = PROVIDERS[cfg.provider]
-    except KeyError:
-        raise ConfigError(f"upstreams.{name}.provider: unknown provider {cfg.provider!r}") from None
-    mod, cls = target.split(":")
-    return getattr(import_module(mod), cls).from_config(name, cfg, pool)
+def sampler_class(mode: DrawMode) -> type:
+    mod, cls = SAMPLERS[mode].split(":")
+    return getattr(import_module(mod), cls)
+
+
+def make_sampler(name: str, cfg: AnyUpstream, pool, **kw):
+    """The sampler for one validated upstream section (`kw`: a client or retry policy, in tests)."""
+    return sampler_class(cfg.draw_mode).from_config(name, cfg, pool, **kw)

@@ -22,11 +22,12 @@ from w2s.proxy.core import limits
 from w2s.proxy.core.config import Config, RouteConfig, search_params_with
 from w2s.proxy.core.health import UpstreamHealth
 from w2s.proxy.core.interfaces import Sampler, Scorer
-from w2s.proxy.core.search import OnRound, mode_of, search
+from w2s.proxy.core.modes import SearchMode, decide_mode
+from w2s.proxy.core.search import OnRound, search
 from w2s.proxy.core.types import Prompt, SearchParams, SearchResult
 from w2s.proxy.runtime.pool import ModelPool
 from w2s.scorers.batcher import BatcherStats, RowBatcher
-from w2s.scorers.pair import GuidePair
+from w2s.scorers.registry import make_guide
 
 log = logging.getLogger("w2s.engine")
 
@@ -35,7 +36,7 @@ log = logging.getLogger("w2s.engine")
 class RouteInfo:
     name: str
     config: RouteConfig
-    mode: str  # with the route's own search settings: passthrough | cbs | bon | bon-approx | sample
+    mode: SearchMode  # with the route's own search settings
     exact: bool  # upstream continues partial answers exactly
 
 
@@ -45,7 +46,7 @@ class Plan:
 
     route: RouteInfo
     params: SearchParams
-    mode: str  # planned; SearchResult.mode is what ran
+    mode: SearchMode  # planned; SearchResult.mode is what ran (after any explicit fallback)
 
     @property
     def name(self) -> str:
@@ -58,22 +59,23 @@ class Engine:
         self.config = config
         used_guides = {r.guide for r in config.routes.values() if r.guide and not r.passthrough}
         # Models some route scores with: `dtype: auto` keeps them in float32 (proxy/runtime/loading.py).
-        guide_models = frozenset(getattr(config.guides[g], side).model
-                                 for g in used_guides - set(guides or {}) for side in ("tuned", "untuned"))
+        guide_models = frozenset(m for g in used_guides - set(guides or {}) for m in config.guides[g].model_names())
         self.pool = ModelPool(config.models, guide_models, config.torch_threads)
         self.batcher = RowBatcher(self.pool, config.scorer)
         self.samplers: dict[str, Sampler] = {}  # the providers themselves (their stats, their settings)
         self.upstreams: dict[str, HealthGuard] = {}  # what searches draw from: each provider behind its health
         for name in sorted({r.upstream for r in config.routes.values()}):
-            up = config.upstreams[name]
-            self.samplers[name] = (samplers or {}).get(name) or make_sampler(name, up, self.pool)
-            health = UpstreamHealth(name, up.allowed_fails, up.cooldown_seconds)
-            self.upstreams[name] = HealthGuard(self.samplers[name], health)
-        self.guides: dict[str, Scorer] = {}
-        for name in sorted(used_guides):
-            given = (guides or {}).get(name)
-            self.guides[name] = given or GuidePair(name, config.guides[name], self.pool, self.batcher)
+            self._add_upstream(name, (samplers or {}).get(name))
+        self.guides: dict[str, Scorer] = {
+            name: (guides or {}).get(name) or make_guide(name, config.guides[name], self.pool, self.batcher)
+            for name in sorted(used_guides)}
         self.ready = False
+
+    def _add_upstream(self, name: str, given: Sampler | None) -> None:
+        up = self.config.upstreams[name]
+        self.samplers[name] = given or make_sampler(name, up, self.pool)
+        health = UpstreamHealth(name, up.allowed_fails, up.cooldown_seconds)
+        self.upstreams[name] = HealthGuard(self.samplers[name], health)
 
     async def start(self) -> None:
         """Load every model the routes use (off the event loop, once), then start the parts."""
@@ -95,8 +97,7 @@ class Engine:
         """The route `name` (None: the default route); NotFound names the known ones."""
         name, rc = self.config.route(name)
         exact = self.samplers[rc.upstream].exact_continuation
-        mode = "passthrough" if rc.passthrough else mode_of(rc.search, exact)
-        return RouteInfo(name, rc, mode, exact)
+        return RouteInfo(name, rc, decide_mode(rc.search, exact=exact, passthrough=rc.passthrough), exact)
 
     def plan(self, route: str | RouteInfo | None, overrides: dict | None = None) -> Plan:
         """Resolve a request: 404 for an unknown route, 400 for a bad override or one over the limits."""
@@ -106,7 +107,7 @@ class Engine:
             # No guide: one plain draw per requested answer.
             params = replace(params, w=max(1, params.n), k=1, l=None)
         limits.check(params, self.config.server.limits, info.config.limits, info.name)
-        return Plan(info, params, "passthrough" if info.config.passthrough else mode_of(params, info.exact))
+        return Plan(info, params, decide_mode(params, exact=info.exact, passthrough=info.config.passthrough))
 
     # --- running it -----------------------------------------------------------------
 
@@ -118,15 +119,13 @@ class Engine:
         rc = plan.route.config
         sampler = self.upstreams[rc.upstream]
         # Probes what it must before the search plans (e.g. whether it really continues a prefix).
-        await sampler.prepare(continuation=plan.mode == "cbs")
+        await sampler.prepare(continuation=plan.mode is SearchMode.CBS)
         if rc.passthrough:
             # n independent draws, duplicates kept (what a client of `n` expects).
-            result = await search(prompt, sampler, None, plan.params, on_round, distinct=False)
-            result.mode = "passthrough"
-            return result
+            return await search(prompt, sampler, None, plan.params, on_round, mode=plan.mode)
         session = self.guides[rc.guide].session(prompt)
         try:
-            return await search(prompt, sampler, session, plan.params, on_round)
+            return await search(prompt, sampler, session, plan.params, on_round, mode=plan.mode)
         finally:
             session.close()
 

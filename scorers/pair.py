@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from w2s.proxy.core.config import GuideConfig, GuideSide
+from w2s.proxy.core.config import GuidePairConfig, GuideSide
 from w2s.proxy.core.rendering import ResponseEncoder
 from w2s.proxy.core.types import Prompt, ScoreItem
 from w2s.proxy.runtime.loading import LoadedModel
@@ -34,7 +34,7 @@ class _Side:
 
 
 class GuidePair:
-    def __init__(self, name: str, cfg: GuideConfig, pool: ModelPool, batcher: RowBatcher, incremental: bool = True):
+    def __init__(self, name: str, cfg: GuidePairConfig, pool: ModelPool, batcher: RowBatcher, incremental: bool = True):
         self.name = name
         self.cfg = cfg
         self.pool = pool

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from w2s.proxy.api import w2s_options
+from w2s.proxy.core.modes import SearchMode
 from w2s.proxy.core.types import Prompt, SearchParams
 
 if TYPE_CHECKING:  # the engine imports torch: seconds a remote batch run never needs
@@ -42,7 +43,7 @@ class Job:
         return self.plan.name  # what responses call the model
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> SearchMode:
         return self.plan.mode
 
     @property

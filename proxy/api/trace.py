@@ -45,6 +45,7 @@ def trace_body(result: SearchResult, job: Job, prompt_chars: int | None = None) 
         "version": TRACE_VERSION,
         "route": job.route,
         "mode": result.mode,
+        "mode_changes": [{"from": c.before, "to": c.after, "reason": c.reason} for c in result.mode_changes],
         "params": dataclasses.asdict(job.params),
         "prompt": prompt_view(job.prompt, prompt_chars),
         "upstream_calls": result.upstream_calls,

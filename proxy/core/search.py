@@ -26,6 +26,7 @@ from typing import Awaitable, Callable
 
 from w2s.proxy.core.errors import UpstreamError
 from w2s.proxy.core.interfaces import Sampler, ScoringSession
+from w2s.proxy.core.modes import SearchMode, decide_mode
 from w2s.proxy.core.types import (
     Answer,
     CandidateTrace,
@@ -89,15 +90,6 @@ def _distinct(pool: list[_Beam], distinct: bool = True) -> list[_Beam]:
     return out
 
 
-def mode_of(params: SearchParams, exact: bool = True) -> str:
-    """What a search with `params` runs as, on an upstream that can (not) continue exactly."""
-    if params.w * params.k == 1:
-        return "sample"
-    if params.l is None:
-        return "bon" if exact else "bon-approx"
-    return "cbs" if exact else "bon-approx"
-
-
 def committed_prefix(texts: list[str]) -> str:
     """The text every kept beam already agrees on: safe to stream."""
     if not texts:
@@ -124,14 +116,19 @@ class _Search:
     """The state one search carries from round to round."""
 
     def __init__(self, prompt: Prompt, sampler: Sampler, scorer: ScoringSession | None,
-                 params: SearchParams, on_round: OnRound | None, distinct: bool):
+                 params: SearchParams, on_round: OnRound | None, mode: SearchMode):
         self.prompt, self.sampler, self.scorer, self.params = prompt, sampler, scorer, params
-        self.on_round, self.distinct = on_round, distinct
+        self.on_round = on_round
+        # Pass-through routes return n independent draws, duplicates included, as OpenAI's `n` does.
+        self.distinct = mode is not SearchMode.PASSTHROUGH
         self.width = max(params.w, params.n)  # n distinct answers need at least n beams
+        self.result = SearchResult(answers=[], mode=mode)
         # An upstream that cannot continue a prefix exactly only gets one round of
         # whole answers: guided Best-of-N, labelled as such.
-        self.exact = sampler.exact_continuation
-        self.result = SearchResult(answers=[], mode=mode_of(params, self.exact))
+        self.exact = True
+        if not sampler.exact_continuation:
+            self.no_continuation(f"upstream {getattr(sampler, 'name', '')!r} cannot continue a partial answer: "
+                                 "whole answers only")
         self.score_cache: dict[tuple[str, bool], float] = {}  # identical candidates scored once
         self.kept: list[_Beam] = []
 
@@ -230,11 +227,19 @@ class _Search:
             child.finish("length")
         return child
 
+    def no_continuation(self, reason: str) -> None:
+        """From here on, whole answers only: the planned mode falls back (CBS and BoN to bon-approx)."""
+        self.exact = False
+        after = decide_mode(self.params, exact=False, passthrough=self.result.mode is SearchMode.PASSTHROUGH)
+        if self.result.mode is not SearchMode.SAMPLE:
+            self.result.fall_back(after, reason)
+
     def account(self, sampled: SampleResult, spent: _Spent) -> None:
         r = self.result
         if not sampled.exact and self.exact:
-            self.exact = False  # found mid-search: no more continuation, whole answers only
-            r.mode = mode_of(self.params, exact=False)
+            # Found mid-search (e.g. a prefill refusal): no more continuation.
+            self.no_continuation(f"upstream {getattr(self.sampler, 'name', '')!r} stopped continuing partial "
+                                 f"answers in round {len(r.rounds)}: the rest are whole answers")
         r.lost_draws += spent.failed
         r.note(*sampled.notes)
         r.upstream_calls += spent.calls
@@ -301,10 +306,12 @@ async def search(
     params: SearchParams,
     on_round: OnRound | None = None,
     *,
-    distinct: bool = True,
+    mode: SearchMode | None = None,
 ) -> SearchResult:
     """Run CBS with `params` (validated by whoever built them: `Engine.plan`).
 
-    `distinct=False` keeps identical candidates apart: pass-through routes
-    return n independent draws, duplicates included, as OpenAI's `n` does."""
-    return await _Search(prompt, sampler, scorer, params, on_round, distinct).run()
+    `mode` is the planned mode (`Engine.plan` decides it; None: decided here the
+    same way). It changes only by an explicit fallback with its reason."""
+    if mode is None:
+        mode = decide_mode(params, exact=sampler.exact_continuation)
+    return await _Search(prompt, sampler, scorer, params, on_round, mode).run()

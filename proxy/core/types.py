@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from w2s.proxy.core.errors import InvalidRequest
+from w2s.proxy.core.modes import ModeChange, SearchMode
 
 FinishReason = Literal["stop", "length"]
 
@@ -205,12 +206,21 @@ class SearchResult:
     upstream_completion_tokens: int = 0
     scorer_tokens: int = 0
     budget_exhausted: bool = False
-    mode: str = "cbs"  # "cbs", "bon", "sample", or "bon-approx" for chat-only upstreams
+    mode: SearchMode = SearchMode.CBS  # what ran: the planned mode, or where a fallback took it
+    mode_changes: list[ModeChange] = field(default_factory=list)  # each fallback, with its reason
     lost_draws: int = 0  # draws that failed after their retries, over every round
     notes: list[str] = field(default_factory=list)  # every round's notes, each once
 
     def note(self, *notes: str) -> None:
         self.notes.extend(n for n in notes if n not in self.notes)
+
+    def fall_back(self, after: SearchMode, reason: str) -> None:
+        """The one way a search's mode changes once planned: an explicit transition, said in the notes."""
+        if after is self.mode:
+            return
+        self.mode_changes.append(ModeChange(self.mode, after, reason))
+        self.mode = after
+        self.note(reason)
 
     @property
     def best(self) -> Answer:

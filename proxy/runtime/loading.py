@@ -159,8 +159,7 @@ def models_in_use(config: Config) -> list[str]:
         if up.provider == "local":
             used.add(up.model)
         if r.guide and not r.passthrough:
-            g = config.guides[r.guide]
-            used |= {g.tuned.model, g.untuned.model}
+            used |= config.guides[r.guide].model_names()
     return sorted(used)
 
 

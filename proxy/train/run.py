@@ -46,7 +46,7 @@ class TrainOptions:
                         beta=args.beta, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                         eval_every=args.eval_every, seed=args.seed)
         return cls(Path(args.prefs), args.model, Path(args.out), s,
-                   GuideSide(args.model, system=args.system, template=args.template),
+                   GuideSide(model=args.model, system=args.system, template=args.template),
                    held_out=args.held_out, max_tokens=args.max_length or None,
                    max_steps_given=args.max_steps is not None, epochs=args.epochs)
 
