@@ -22,7 +22,7 @@ apart from compute.
     python -m bench.batching            # about 7-8 min on 2 shared cores
     python -m bench.batching --quick    # about 3 min
 
-Writes bench/results/batching.md (batching_quick.md with --quick, or --out).
+Writes bench/results/batching/batching.md (batching_quick.md with --quick, or --out).
 """
 from __future__ import annotations
 
@@ -364,7 +364,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients of the concurrent phase")
     ap.add_argument("--requests", type=int, default=8, help="requests per phase")
     threads_arg(ap)
-    ap.add_argument("--out", help="markdown file (default bench/results/batching.md)")
+    ap.add_argument("--out", help="markdown file (default bench/results/batching/batching.md)")
     return ap
 
 

@@ -16,7 +16,7 @@ the table shows how many answers came out identical.
     python -m bench.generate_batching            # about 10 min on 2 shared cores
     python -m bench.generate_batching --quick    # about 4 min
 
-Writes bench/results/generate_batching.md (generate_batching_quick.md with --quick, or --out).
+Writes bench/results/generate_batching/generate_batching.md (generate_batching_quick.md with --quick, or --out).
 """
 from __future__ import annotations
 

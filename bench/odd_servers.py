@@ -9,7 +9,7 @@ completions upstream. Each is replayed through a real proxy server (the SmolLM2
 prompted pair as guide) in front of the fault-injecting upstream of the tests
 (tests/fault_upstream.py), and the trace excerpt is recorded. Then `w2s check`
 runs against the fault upstream in each of its modes and against the project's
-own pass-through server (the embedded Gemma). Writes bench/results/odd_servers.md.
+own pass-through server (the embedded Gemma). Writes bench/results/odd_servers/odd_servers.md.
 """
 from __future__ import annotations
 

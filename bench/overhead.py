@@ -23,7 +23,7 @@ Three model costs:
     python -m bench.overhead            # about 4-8 min on 2 shared cores (depends on the load)
     python -m bench.overhead --quick    # about 3 min
 
-Writes bench/results/overhead.md (overhead_quick.md with --quick, or --out).
+Writes bench/results/overhead/overhead.md (overhead_quick.md with --quick, or --out).
 """
 from __future__ import annotations
 
@@ -328,7 +328,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the concurrent rows")
     ap.add_argument("--max-tokens", type=int, default=8, help="max_tokens of the main rows")
     threads_arg(ap)
-    ap.add_argument("--out", help="markdown file (default bench/results/overhead.md)")
+    ap.add_argument("--out", help="markdown file (default bench/results/overhead/overhead.md)")
     return ap
 
 

@@ -17,9 +17,9 @@ load time, its peak RSS: its own copy of the models) comes from the workers.
     python -m bench.ray_scaling --quick    # about 4 min
 
 `--settings 1x1,2x1` compares one worker x 1 thread with two instead: what one more
-worker adds (bench/results/ray_workers.md).
+worker adds (bench/results/ray_workers/ray_workers.md).
 
-Writes bench/results/ray_scaling.md (ray_scaling_quick.md with --quick, or --out).
+Writes bench/results/ray_scaling/ray_scaling.md (ray_scaling_quick.md with --quick, or --out).
 """
 from __future__ import annotations
 

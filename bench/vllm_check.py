@@ -7,7 +7,7 @@
    a CBS search through each mode (with its trace: rounds, calls, notes, the answer), a
    multi-turn chat sent whole to the completions upstream through its own chat template, and
    the 400 the same chat gets from an upstream configured with a `{prompt}` format string.
-Writes bench/results/vllm_check.md.
+Writes bench/results/vllm_check/vllm_check.md.
 """
 from __future__ import annotations
 
