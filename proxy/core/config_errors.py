@@ -24,7 +24,7 @@ _BOUNDS = {"greater_than_equal": "must be {} or more", "greater_than": "must be 
 class _Step:
     name: str  # a key of the file
     type: Any  # the type found there (a union resolved to the variant its tag picked)
-    union: Any = None  # the discriminated union it was picked from, if any
+    unions: tuple = ()  # the discriminated unions it was picked from, outermost first
 
 
 def explain(err: ValidationError, root: Any, prefix: str = "") -> str:
@@ -64,7 +64,8 @@ def _problem(e: dict) -> str:
 
 def _unknown_key(key: str, parent: _Step) -> str:
     known = ", ".join(sorted(_keys(parent.type)))
-    owners = _owners(key, parent.union) if parent.union is not None else []
+    # The innermost union first (another OpenAI mode), then the outer ones (another provider).
+    owners = next((o for u in reversed(parent.unions) if (o := _owners(key, u))), [])
     if owners:
         return f"not an option of {_label(parent.type)}; it belongs to {' and '.join(owners)} (known here: {known})"
     return f"unknown key (known here: {known})"
@@ -76,9 +77,12 @@ def _walk(tp: Any, loc: list[str]) -> list[_Step]:
     for part in loc:
         if _is_discriminated(tp):
             variant = _tagged(tp).get(part)
-            if variant is None or not steps:
+            if variant is None:
                 break
-            steps[-1] = _Step(steps[-1].name, variant, tp)
+            if steps:
+                steps[-1] = _Step(steps[-1].name, variant, (*steps[-1].unions, tp))
+            else:  # a union at the top (one upstream section on its own): a place with no name
+                steps.append(_Step("", variant, (tp,)))
             tp = variant
             continue
         tp = _child(_strip(tp), part)
