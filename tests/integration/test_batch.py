@@ -8,25 +8,28 @@ session's engine, so they pay no model loading.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-import pytest
 import yaml
 
-from w2s.proxy.batch.run import BatchOptions, exit_status, run_batch
-from w2s.proxy.api.openai_bodies import CHAT_URL, TEXT_URL
-from w2s.proxy.batch.input import read_input
-from w2s.proxy.batch.output import OutputFile, record_ok
-from w2s.proxy.core.errors import W2SError
-from tests.support.batch_files import FAST, assert_each_once, chat, line, mixed_lines, options, write_lines
+from tests.support.batch_files import (
+    FAST,
+    assert_each_once,
+    assert_valid_jsonl,
+    chat,
+    line,
+    mixed_lines,
+    options,
+    write_lines,
+)
 from tests.support.configs import make_config_dict
+from w2s.proxy.api.openai_bodies import CHAT_URL, TEXT_URL
+from w2s.proxy.batch.run import exit_status, run_batch
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"w": 2, "k": 2, "l": 4, "max_tokens": 4}  # one CBS round of 4 upstream tokens

@@ -2,20 +2,16 @@
 a dead one, and the project's own pass-through server over the session's models."""
 from __future__ import annotations
 
-from tests.support.configs import REPO
-
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import openai
 import pytest
 import yaml
 
-from w2s.proxy.core.config import parse_config
-from tests.support.fault_upstream import Fault, FaultUpstream
-from tests.support.scripted import ScriptedScorer
+from tests.support.configs import REPO
+from tests.support.fault_upstream import FaultUpstream
 
 
 def w2s_check(tmp_path: Path, up: dict, name: str = "odd") -> tuple[int, str]:

@@ -2,14 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-
-import yaml
 
 from tests.support.cli import w2s, write_config
 from tests.support.configs import make_config_dict
+
 
 def test_generate_with_trace(tmp_path):
     cfg = write_config(tmp_path, make_config_dict())

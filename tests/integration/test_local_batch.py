@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from w2s.providers.generate_batcher import GenerateBatcher, merge_key
-from w2s.proxy.core.types import Chunk, Continuation, Prompt, SampleRequest
-from w2s.proxy.server.metrics import ProxyMetrics
 from tests.support.prom import parse_metrics
+from w2s.providers.generate_batcher import merge_key
+from w2s.proxy.core.types import Continuation, Prompt, SampleRequest
+from w2s.proxy.server.metrics import ProxyMetrics
 
 PROMPTS = [Prompt.raw("The film opens with"), Prompt.raw("My favourite scene is when the hero"),
            Prompt.raw("Honestly, the acting")]

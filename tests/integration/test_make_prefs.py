@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
+from tests.support.cli import w2s, write_config
+from tests.support.configs import make_config_dict
 from w2s.proxy.batch.prefs import PrefsOptions, PrefsReport, make_prefs
 from w2s.proxy.train.prefs import read_prefs
-from w2s.proxy.core.config import parse_config
-from tests.support.configs import make_config_dict
-from tests.support.cli import w2s, write_config
 
 PROMPTS = [
     {"id": "raw", "prompt": "The movie I saw yesterday was", "max_tokens": 6},

@@ -19,23 +19,19 @@ tiny: this machine has 2 shared cores.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
-from pathlib import Path
 
 import anthropic
 import openai
 import pytest
 
-from w2s.providers.registry import make_sampler
+from tests.support.configs import NEGATIVE, POSITIVE
+from tests.support.invariants import check_invariants
+from tests.support.live_upstream import KEY, KEY_ENV, PROMPT, Exchange, Upstream, choices, remote, sent_prefix, usage
 from w2s.proxy.core.config import parse_config
 from w2s.proxy.core.search import search
-from w2s.proxy.server.app import create_app, start
 from w2s.proxy.core.types import Continuation, Prompt, SampleRequest, SearchParams
-from tests.support.configs import NEGATIVE, POSITIVE
-from tests.support.live_upstream import KEY, KEY_ENV, PROMPT, Exchange, Upstream, choices, remote, sent_prefix, usage
-from tests.support.invariants import check_invariants
-
+from w2s.proxy.server.app import create_app, start
 
 SEED_STRIDE = 1_000_003  # proxy.search: round r of a search with seed s samples with s * stride + r
 # Every CBS run here: 3 rounds of at most 5 upstream tokens, 2 beams x 2.

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from w2s.proxy.core.types import Prompt, ScoreItem
-from w2s.proxy.core.rendering import render
 from tests.support.configs import NEGATIVE, POSITIVE
 from tests.support.helpers import hand_logprob, lcp
+from w2s.proxy.core.rendering import render
+from w2s.proxy.core.types import Prompt, ScoreItem
 
 REVIEW_PROMPT = Prompt.chat([{"role": "user", "content": "Write a short review of the movie you saw yesterday."}])
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.invariants import check_invariants
 from w2s.proxy.core.search import search
-from w2s.proxy.core.types import Prompt, SampleRequest, Continuation, ScoreItem, SearchParams
+from w2s.proxy.core.types import Continuation, Prompt, SampleRequest, ScoreItem, SearchParams
 
 PROMPT = Prompt.raw("I watched this movie last night and")
 

@@ -6,7 +6,6 @@ import pytest
 
 from tests.support.configs import GUIDED, PASSTHROUGH, TINY
 
-
 REVIEW = [{"role": "user", "content": "Write a short review of the movie Titanic."}]
 
 

@@ -9,7 +9,6 @@ import pytest
 
 from tests.support.configs import PASSTHROUGH, TEST_KEY
 
-
 MSG = [{"role": "user", "content": "Hello"}]
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 import time
 
 import openai
-import pytest
 
 from tests.support.configs import GUIDED
-
 
 REVIEW = [{"role": "user", "content": "Write a long review of the movie Titanic."}]
 

@@ -9,7 +9,6 @@ import pytest
 
 from tests.support.configs import PASSTHROUGH
 
-
 OK_MSG = [{"role": "user", "content": "Hello"}]
 
 

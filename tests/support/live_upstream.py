@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tests.support.servers import Loopback
 from w2s.providers.anthropic import AnthropicSampler
 from w2s.providers.openai import OpenAISampler
 from w2s.proxy.core.config import upstream_config
 from w2s.proxy.core.types import Prompt
-from tests.support.servers import Loopback
 
 KEY_ENV = "W2S_LIVE_UPSTREAM_KEY"
 KEY = "sk-live-upstream-SECRET-4242"

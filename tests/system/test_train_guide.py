@@ -16,14 +16,14 @@ import pytest
 import torch
 import yaml
 
-from w2s.proxy.core.config import GuidePairConfig, GuideSide, parse_config
-from w2s.proxy.core.types import Prompt, ScoreItem
-from w2s.proxy.train.encode import encode_pair
-from w2s.proxy.train.dpo import PairCollator
-from w2s.proxy.train.prefs import Preference
+from tests.support.cli import ENV
 from tests.support.configs import make_config_dict
 from tests.support.helpers import hand_logprob
-from tests.support.cli import ENV
+from w2s.proxy.core.config import GuidePairConfig, GuideSide, parse_config
+from w2s.proxy.core.types import Prompt, ScoreItem
+from w2s.proxy.train.dpo import PairCollator
+from w2s.proxy.train.encode import encode_pair
+from w2s.proxy.train.prefs import Preference
 
 FILMS = ["The Harbour", "Night Train", "Paper Moons", "The Long Field", "Glass City", "Winter Bells", "Red Canyon",
          "The Quiet Room", "Salt and Iron", "Blue Orchard", "The Last Ferry", "Silver Lake", "Northern Lights",

@@ -24,10 +24,9 @@ import openai
 import pytest
 
 from tests.support.cdp import Browser, require_chromium
-from tests.support.scripted import ScriptedSampler, scripted_engine
 from tests.support.configs import GUIDED, TEST_KEY
+from tests.support.scripted import ScriptedSampler, scripted_engine
 from tests.support.servers import LiveServer, http
-
 
 PROMPT = "I watched this movie last night and"
 # Three rounds of three tokens, seeded: the same search whoever asks for it.

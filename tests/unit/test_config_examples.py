@@ -6,23 +6,8 @@ import re
 import yaml
 
 from tests.support.configs import REPO
-
-import re
-from collections import Counter
-from pathlib import Path
-
-import anthropic
-import openai
-import pytest
-
 from w2s.providers.registry import make_sampler
 from w2s.proxy.core.config import parse_config
-from w2s.proxy.core.search import search
-from w2s.proxy.server.app import create_app, start
-from w2s.proxy.core.types import Continuation, Prompt, SampleRequest, SearchParams
-from tests.support.configs import NEGATIVE, POSITIVE
-from tests.support.live_upstream import KEY, KEY_ENV, PROMPT, Exchange, Upstream, choices, remote, sent_prefix, usage
-from tests.support.invariants import check_invariants
 
 
 async def test_config_yaml_remote_examples_parse_and_build(monkeypatch):

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from w2s.providers.generate_batcher import GenerateBatcher, merge_key
+from w2s.providers.generate_batcher import GenerateBatcher
 from w2s.proxy.core.types import Chunk, Continuation, Prompt, SampleRequest
-from w2s.proxy.server.metrics import ProxyMetrics
-from tests.support.prom import parse_metrics
 
 
 def _req(tag: str, rows: int = 1) -> SampleRequest:

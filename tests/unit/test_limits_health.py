@@ -13,11 +13,11 @@ import anthropic
 import openai
 import pytest
 
+from tests.support.fault_upstream import Fault, FaultUpstream
+from tests.support.scripted import ScriptedSampler, fake_config, scripted_engine
 from w2s.proxy.core.config import parse_config
 from w2s.proxy.core.errors import ConfigError, UpstreamError, UpstreamRefused, UpstreamTimeout
 from w2s.proxy.core.health import UpstreamHealth
-from tests.support.fault_upstream import Fault, FaultUpstream
-from tests.support.scripted import ScriptedSampler, fake_config, scripted_engine
 
 MSG = [{"role": "user", "content": "hi"}]
 

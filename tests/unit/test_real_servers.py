@@ -9,18 +9,14 @@ driven through the real proxy server with the real SDKs; the guide is scripted
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import openai
 import pytest
-import yaml
 
-from w2s.proxy.core.config import parse_config
 from tests.support.fault_upstream import Fault, FaultUpstream
 from tests.support.scripted import ScriptedScorer
+from w2s.proxy.core.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = [{"role": "user", "content": "Count from 1 to 30, separated by commas."}]

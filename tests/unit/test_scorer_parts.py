@@ -1,13 +1,6 @@
 """Parts of the scorer without weights: the dtype `auto` picks, and the row batcher's shutdown."""
 from __future__ import annotations
 
-import pytest
-
-from w2s.proxy.core.types import Prompt, ScoreItem
-from w2s.proxy.core.rendering import render
-from tests.support.configs import NEGATIVE, POSITIVE
-from tests.support.helpers import hand_logprob, lcp
-
 
 def test_dtype_auto_keeps_guides_in_float32_on_accelerators():
     """A guide score is a difference of two log-prob sums: bf16 moves it by ~1 nat

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.invariants import check_invariants
+from tests.support.scripted import ScriptedSampler, ScriptedScorer, words_chunk
 from w2s.proxy.core.errors import UpstreamError
 from w2s.proxy.core.modes import SearchMode, decide_mode
 from w2s.proxy.core.search import SEED_STRIDE, committed_prefix, search
 from w2s.proxy.core.types import Chunk, Prompt, ScoreItem, SearchParams
-from tests.support.scripted import ScriptedSampler, ScriptedScorer, words_chunk
-from tests.support.invariants import check_invariants
 
 PROMPT = Prompt.raw("Once upon a time")
 

@@ -11,8 +11,8 @@ import anthropic
 import openai
 import pytest
 
-from w2s.proxy.core.errors import ModelLoadError
 from tests.support.scripted import ScriptedSampler, ScriptedScorer, fake_config, scripted_engine
+from w2s.proxy.core.errors import ModelLoadError
 
 MSG = [{"role": "user", "content": "hi"}]
 

@@ -8,10 +8,10 @@ import pydantic
 import pytest
 from aiohttp import web
 
+from tests.support.prom import parse_metrics
 from w2s.proxy.api import protocol_anthropic as pa
 from w2s.proxy.api import protocol_openai as po
 from w2s.proxy.api import w2s_options
-from w2s.proxy.server.admission import Admission
 from w2s.proxy.api.wire_errors import anthropic_body, error_headers, openai_body
 from w2s.proxy.core.errors import (
     AuthError,
@@ -27,9 +27,9 @@ from w2s.proxy.core.errors import (
     UpstreamTimeout,
     W2SError,
 )
+from w2s.proxy.server.admission import Admission
 from w2s.proxy.server.http_errors import as_w2s_error
 from w2s.proxy.server.metrics import ProxyMetrics
-from tests.support.prom import parse_metrics
 
 # --- admission ------------------------------------------------------------------
 

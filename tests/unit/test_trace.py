@@ -10,10 +10,10 @@ import json
 
 import pytest
 
+from tests.support.scripted import ScriptedSampler, scripted_engine, words_chunk
 from w2s.proxy.api.job import Job
 from w2s.proxy.api.trace import TRACE_VERSION, answer_path, prompt_view, round_body, trace_body, traces_in
 from w2s.proxy.core.types import Chunk, Prompt
-from tests.support.scripted import ScriptedSampler, scripted_engine, words_chunk
 
 PROMPT = Prompt.raw("Once upon a time")
 

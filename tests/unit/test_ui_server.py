@@ -11,13 +11,13 @@ import aiohttp
 import openai
 import pytest
 
+from tests.support.scripted import ScriptedSampler, fake_config, scripted_engine
 from w2s.proxy.api.job import Job
 from w2s.proxy.core.config import UIConfig
 from w2s.proxy.core.types import Prompt
 from w2s.proxy.server.recent import RecentSearches
 from w2s.proxy.server.ui import asset_bytes
 from w2s.proxy.server.ui.routes import ASSETS
-from tests.support.scripted import ScriptedSampler, fake_config, scripted_engine
 
 KEY = "sk-ui-test-0123456789"
 SEARCH = {"model": "fake-cbs", "prompt": "Once upon a time", "w2s": {"w": 2, "k": 2, "l": 1, "max_tokens": 3}}
