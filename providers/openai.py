@@ -30,8 +30,17 @@ import openai as sdk
 from w2s.providers import tokens
 from w2s.providers.chat_templates import load_chat_template
 from w2s.providers.continuation import ContinuationCheck
-from w2s.providers.openai_draws import Call, Ctx, Drawn, chunks_of, completion_counts, needs_encoding, parse, \
-    plan_calls, split_stops
+from w2s.providers.openai_draws import (
+    Call,
+    Ctx,
+    Drawn,
+    chunks_of,
+    completion_counts,
+    needs_encoding,
+    parse,
+    plan_calls,
+    split_stops,
+)
 from w2s.providers.remote import RemoteSampler
 from w2s.providers.retry import draw_all
 from w2s.proxy.core.errors import InvalidRequest, UpstreamCannotContinue, UpstreamError

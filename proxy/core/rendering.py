@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from w2s.proxy.core.chat_template import ChatTemplate
 from w2s.proxy.core.errors import InvalidRequest
-from w2s.proxy.core.types import Prompt, content_text as _text
+from w2s.proxy.core.types import Prompt
+from w2s.proxy.core.types import content_text as _text
 
 
 @dataclass(frozen=True)

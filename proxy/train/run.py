@@ -23,9 +23,9 @@ import yaml
 
 from w2s.proxy.core.config import Config, GuideSide, ModelConfig
 from w2s.proxy.core.errors import W2SError
-from w2s.proxy.train.settings import DPOOutcome, DPOSettings
 from w2s.proxy.train.encode import encode_all, held_out_split
 from w2s.proxy.train.prefs import Preference, read_prefs
+from w2s.proxy.train.settings import DPOOutcome, DPOSettings
 
 
 @dataclass
