@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import statistics
 import sys
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from bench.lib.machine import machine, set_threads, threads_arg, today
 from bench.lib.prompts import PROMPTS
 from bench.lib.results import ROOT
 from bench.lib.runner import run_main
+from bench.lib.stats import mean, per_item, quantile
 from bench.lib.tables import table
 
 ROUTE = "w2s-default"
@@ -263,58 +263,71 @@ def efficiencies(batches: list[list[tuple[int, int]]]) -> tuple[float, float]:
     return (fed / fed_pad if fed_pad else math.nan), (att / att_pad if att_pad else math.nan)
 
 
-def report(phases: list[Phase], machine: str, search: dict, args, elapsed: float) -> str:
-    by = {}
-    for p in phases:
-        by.setdefault(p.clients, []).append(p)
-    merged = {c: merge(ps) for c, ps in by.items()}
-    one = merged.get(1)
-
-    rows_b, rows_t, checks = [], [], []
-    for c, m in merged.items():
-        s, th = m.stats, m.thread
-        n = len(m.latencies)
-        fed, att = efficiencies(th.batches)
-        rows_b.append([
-            str(c), str(n), str(s["batches"]), f"{s['batches'] / n:.2f}", str(s["rows"]),
+def batch_row(c: int, m) -> list[str]:
+    """Forward passes of one client count: passes, rows per pass, tokens, padding."""
+    s, n = m.stats, len(m.latencies)
+    fed, att = efficiencies(m.thread.batches)
+    return [str(c), str(n), str(s["batches"]), f"{per_item(s['batches'], n):.2f}", str(s["rows"]),
             f"**{s['rows'] / s['batches']:.2f}**" if s["batches"] else "—", dist(m.batch_rows),
             f"{s['tokens']:,}", f"{s['padded_tokens']:,}",
-            f"{s['tokens'] / s['padded_tokens']:.3f}" if s["padded_tokens"] else "—",
-            f"{fed:.3f}", f"{att:.3f}",
-        ])
-        rows_t.append([
-            str(c), str(n), f"{m.wall:.1f}", f"{n / m.wall * 60:.2f}",
-            f"{statistics.fmean(m.latencies):.1f}", f"{statistics.median(m.latencies):.1f}",
-            f"{max(m.latencies):.1f}",
-            f"{th.forward_s:.1f}", f"{th.forward_s / s['batches'] * 1000:.0f}" if s["batches"] else "—",
+            f"{s['tokens'] / s['padded_tokens']:.3f}" if s["padded_tokens"] else "—", f"{fed:.3f}", f"{att:.3f}"]
+
+
+def time_row(c: int, m) -> list[str]:
+    """Time of one client count: wall, latencies, where the model thread spent it, CPU."""
+    s, th, n = m.stats, m.thread, len(m.latencies)
+    return [str(c), str(n), f"{m.wall:.1f}", f"{n / m.wall * 60:.2f}", f"{mean(m.latencies):.1f}",
+            f"{quantile(m.latencies, 0.5):.1f}", f"{max(m.latencies):.1f}", f"{th.forward_s:.1f}",
+            f"{th.forward_s / s['batches'] * 1000:.0f}" if s["batches"] else "—",
             f"{th.forward_s / s['rows'] * 1000:.0f}" if s["rows"] else "—",
             f"{th.forward_wait_s:.1f}", f"{s['seconds']:.1f}", f"{th.generate_calls}", f"{th.generate_s:.1f}",
-            f"{(th.forward_s + th.generate_s + th.other_s) / m.wall:.2f}",
-            f"{m.cpu:.1f}", f"{m.cpu / m.wall:.2f}",
-        ])
+            f"{(th.forward_s + th.generate_s + th.other_s) / m.wall:.2f}", f"{m.cpu:.1f}", f"{m.cpu / m.wall:.2f}"]
+
+
+def checks(by: dict, merged: dict) -> list[str]:
+    """/metrics against the batcher's own counters, and answers identical across phases."""
+    out = []
+    for c, m in merged.items():
+        s = m.stats
         same_metrics = all(abs(m.metrics[k] - s[k]) < 1e-6 * max(1, abs(s[k])) for k in STAT_KEYS)
-        checks.append(f"{c} client(s): /metrics deltas {'match' if same_metrics else 'DIFFER from'} "
-                      f"engine.batcher.stats; {m.rounds} rounds, {m.upstream_calls} upstream calls "
-                      f"({th.generate_calls} generate calls seen in the model thread)")
-    if one is not None:
+        out.append(f"{c} client(s): /metrics deltas {'match' if same_metrics else 'DIFFER from'} "
+                   f"engine.batcher.stats; {m.rounds} rounds, {m.upstream_calls} upstream calls "
+                   f"({m.thread.generate_calls} generate calls seen in the model thread)")
+    if 1 in by:
         base_texts = by[1][0].texts
         for c, ps in by.items():
             for j, p in enumerate(ps):
                 if c == 1 and j == 0:
                     continue
                 same = sum(a == b for a, b in zip(base_texts, p.texts))
-                checks.append(f"answers of the {c}-client phase #{j + 1} identical to the first 1-client "
-                              f"phase's: {same}/{len(base_texts)}")
-    ratio = ""
-    if one is not None and args.clients in merged:
-        a, b = one, merged[args.clients]
-        ratio = (f"\n{args.clients} clients against 1: {b.stats['batches'] / a.stats['batches']:.2f}x the forward "
-                 f"passes, {(b.stats['rows'] / b.stats['batches']) / (a.stats['rows'] / a.stats['batches']):.2f}x "
-                 f"the rows per pass, {a.wall / b.wall:.2f}x the throughput "
-                 f"({b.thread.forward_s / a.thread.forward_s:.2f}x the forward-pass compute, "
-                 f"{b.thread.generate_s / a.thread.generate_s:.2f}x the generate time).\n")
+                out.append(f"answers of the {c}-client phase #{j + 1} identical to the first 1-client "
+                           f"phase's: {same}/{len(base_texts)}")
+    return out
+
+
+def ratio_line(merged: dict, clients: int) -> str:
+    if 1 not in merged or clients not in merged:
+        return ""
+    a, b = merged[1], merged[clients]
+    return (f"\n{clients} clients against 1: {b.stats['batches'] / a.stats['batches']:.2f}x the forward "
+            f"passes, {(b.stats['rows'] / b.stats['batches']) / (a.stats['rows'] / a.stats['batches']):.2f}x "
+            f"the rows per pass, {a.wall / b.wall:.2f}x the throughput "
+            f"({b.thread.forward_s / a.thread.forward_s:.2f}x the forward-pass compute, "
+            f"{b.thread.generate_s / a.thread.generate_s:.2f}x the generate time).\n")
+
+
+def report(phases: list[Phase], machine: str, search: dict, args, elapsed: float) -> str:
+    by = {}
+    for p in phases:
+        by.setdefault(p.clients, []).append(p)
+    merged = {c: merge(ps) for c, ps in by.items()}
+    return page(args, search, machine, elapsed, ",".join(str(p.clients) for p in phases),
+                [batch_row(c, m) for c, m in merged.items()], ratio_line(merged, args.clients),
+                [time_row(c, m) for c, m in merged.items()], checks(by, merged))
+
+
+def page(args, search: dict, machine: str, elapsed: float, order: str, rows_b, ratio, rows_t, checks) -> str:
     cmd = "python -m bench.batching" + (" --quick" if args.quick else "")
-    order = ",".join(str(p.clients) for p in phases)
     return f"""# Scorer batching: {args.clients} concurrent guided requests against 1
 
 {today()}, `{cmd}`, {elapsed / 60:.1f} min.

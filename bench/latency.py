@@ -283,26 +283,33 @@ def scorer_cols(r: dict) -> list[str]:
             f"{sc['tokens'] / sc['seconds']:.0f}" if sc["seconds"] else "—"]
 
 
+HEAD = ["concurrent requests", "requests", "rounds / request", "upstream calls / request",
+        "floor: rounds x latency + scoring (s)", "of which scoring (s)", "end-to-end mean (s)", "p50 (s)", "p90 (s)",
+        "end-to-end / floor", "overhead over floor (ms)", "end-to-end / (rounds x latency)",
+        "throughput (req/s)", "vs sequential reference", "scorer busy", "rows / scorer pass",
+        "scorer tok/s while busy"]
+
+
+def level_row(r: dict, ref_tp: float) -> list:
+    """One concurrency level: its time against the floor, its throughput against the sequential reference."""
+    tp, e2e, floor = r["n"] / r["wall"], mean(r["e2e"]), mean(r["floor"])
+    return [r["conc"], r["n"], f"{mean(r['rounds']):.2f}", f"{mean(r['calls']):.2f}", f"{floor:.3f}",
+            f"{mean(r['score']):.3f}", f"{e2e:.3f}", f"{nearest_rank(r['e2e'], .5):.3f}",
+            f"{nearest_rank(r['e2e'], .9):.3f}", f"{e2e / floor:.2f}", f"{1000 * (e2e - floor):.0f}",
+            f"{e2e / mean(r['up_floor']):.2f}", f"{tp:.2f}", f"{tp / ref_tp:.1f}x", *scorer_cols(r)]
+
+
+def reference_row(ref: dict, latency: float) -> list:
+    return ["sequential reference (1 call at a time)", ref["n"], f"{mean(ref['rounds']):.2f}",
+            f"{mean(ref['calls']):.2f}", "—", f"{mean(ref['score']):.3f}", f"{mean(ref['e2e']):.3f}",
+            f"{nearest_rank(ref['e2e'], .5):.3f}", f"{nearest_rank(ref['e2e'], .9):.3f}", "—", "—",
+            f"{mean(ref['e2e']) / (mean(ref['rounds']) * latency):.2f}", f"{ref['n'] / ref['wall']:.2f}", "1.0x",
+            *scorer_cols(ref)]
+
+
 def report(rows, ref, args, mode: str, total_s: float) -> str:
-    m = mean
     lat = args.latency
-    head = ["concurrent requests", "requests", "rounds / request", "upstream calls / request",
-            "floor: rounds x latency + scoring (s)", "of which scoring (s)", "end-to-end mean (s)", "p50 (s)", "p90 (s)",
-            "end-to-end / floor", "overhead over floor (ms)", "end-to-end / (rounds x latency)",
-            "throughput (req/s)", "vs sequential reference", "scorer busy", "rows / scorer pass",
-            "scorer tok/s while busy"]
-    ref_tp = ref["n"] / ref["wall"]
-    out = []
-    for r in rows:
-        tp = r["n"] / r["wall"]
-        out.append([r["conc"], r["n"], f"{m(r['rounds']):.2f}", f"{m(r['calls']):.2f}", f"{m(r['floor']):.3f}",
-                    f"{m(r['score']):.3f}", f"{m(r['e2e']):.3f}", f"{nearest_rank(r['e2e'], .5):.3f}", f"{nearest_rank(r['e2e'], .9):.3f}",
-                    f"{m(r['e2e']) / m(r['floor']):.2f}", f"{1000 * (m(r['e2e']) - m(r['floor'])):.0f}",
-                    f"{m(r['e2e']) / m(r['up_floor']):.2f}", f"{tp:.2f}", f"{tp / ref_tp:.1f}x", *scorer_cols(r)])
-    out.append(["sequential reference (1 call at a time)", ref["n"], f"{m(ref['rounds']):.2f}", f"{m(ref['calls']):.2f}",
-                "—", f"{m(ref['score']):.3f}", f"{m(ref['e2e']):.3f}", f"{nearest_rank(ref['e2e'], .5):.3f}",
-                f"{nearest_rank(ref['e2e'], .9):.3f}", "—", "—", f"{m(ref['e2e']) / (m(ref['rounds']) * lat):.2f}",
-                f"{ref_tp:.2f}", "1.0x", *scorer_cols(ref)])
+    out = [level_row(r, ref["n"] / ref["wall"]) for r in rows] + [reference_row(ref, lat)]
     lines = [
         f"# Latency and throughput through the proxy (bench/latency.py{' --quick' if args.quick else ''})",
         "",
@@ -313,7 +320,7 @@ def report(rows, ref, args, mode: str, total_s: float) -> str:
         f"({args.dtype}, {args.threads} torch thread(s) in the proxy). Search: CBS W=K=2, L={args.l}, "
         f"max_tokens {args.max_tokens}. Proxy: max_concurrent_searches 256, upstream concurrency 256.",
         "",
-        table(head, out),
+        table(HEAD, out),
         "",
         "* floor = rounds x upstream latency + the scoring seconds the search itself reported (its trace's "
         "score_seconds: waiting for and running the guide pair, so at high concurrency it includes the scorer "

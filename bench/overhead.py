@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from bench.lib.machine import machine, set_threads, threads_arg, today
 from bench.lib.prompts import PROMPTS
 from bench.lib.results import ROOT
 from bench.lib.runner import run_main
-from bench.lib.stats import quantile
+from bench.lib.stats import mean, quantile
 from bench.lib.tables import table
 
 ROUTE = "gemma-passthrough"
@@ -165,7 +164,7 @@ class Bench:
         if n <= 0:
             return {}
         d = {k: (after[k] - before[k]) / n for k in ("request", "search", "queue")}
-        d["client"] = statistics.fmean(sec.proxied.lat)
+        d["client"] = mean(sec.proxied.lat)
         return d
 
 
@@ -253,43 +252,45 @@ def spread(s: Section) -> str:
     return f"{rng(s.direct.waves)} / {rng(s.proxied.waves)}"
 
 
-def report(sections: list[Section], machine: str, args, elapsed: float) -> str:
-    lat_rows, srv_rows = [], []
-    for s in sections:
-        d, p = s.direct, s.proxied
-        dm, pm = quantile(d.lat, 0.5), quantile(p.lat, 0.5)
-        d99, p99 = quantile(d.lat, 0.99), quantile(p.lat, 0.99)
-        if s.paired:
-            ov_med, ov_99 = quantile(s.paired, 0.5), quantile(s.paired, 0.99)
-            how = "paired"
-        else:
-            ov_med, ov_99 = pm - dm, p99 - d99
-            how = "Δ of quantiles"
-        lat_rows.append([
-            s.cost, str(s.clients), str(len(p.lat)),
-            ms(dm), ms(d99), ms(pm), ms(p99),
-            f"**{ms(ov_med)}**", f"**{ms(ov_99)}**", how,
-            f"{pm / dm:.3f}" if dm > 0 else "—",
-            f"{d.throughput:.1f}", f"{p.throughput:.1f}",
+def overhead(s: Section) -> tuple[float, float, str]:
+    """The proxy's overhead, median and p99: paired differences at 1 client, else the quantiles' difference."""
+    if s.paired:
+        return quantile(s.paired, 0.5), quantile(s.paired, 0.99), "paired"
+    return (quantile(s.proxied.lat, 0.5) - quantile(s.direct.lat, 0.5),
+            quantile(s.proxied.lat, 0.99) - quantile(s.direct.lat, 0.99), "Δ of quantiles")
+
+
+def latency_row(s: Section) -> list[str]:
+    d, p = s.direct, s.proxied
+    dm, pm = quantile(d.lat, 0.5), quantile(p.lat, 0.5)
+    ov_med, ov_99, how = overhead(s)
+    return [s.cost, str(s.clients), str(len(p.lat)), ms(dm), ms(quantile(d.lat, 0.99)), ms(pm),
+            ms(quantile(p.lat, 0.99)), f"**{ms(ov_med)}**", f"**{ms(ov_99)}**", how,
+            f"{pm / dm:.3f}" if dm > 0 else "—", f"{d.throughput:.1f}", f"{p.throughput:.1f}",
             f"{p.throughput / d.throughput:.3f}" if d.throughput > 0 else "—",
-            ms(1 / p.throughput - 1 / d.throughput),
-            spread(s),
-            str(s.mismatches),
-        ])
-        sv = s.server
-        if sv:
-            own = sv["request"] - sv["search"] - sv["queue"]
-            srv_rows.append([
-                s.cost, str(s.clients), ms(sv["client"]), ms(sv["request"]), ms(sv["queue"]), ms(sv["search"]),
-                ms(own), ms(sv["client"] - sv["request"]),
-            ])
+            ms(1 / p.throughput - 1 / d.throughput), spread(s), str(s.mismatches)]
+
+
+def server_row(s: Section) -> list[str]:
+    sv = s.server
+    own = sv["request"] - sv["search"] - sv["queue"]
+    return [s.cost, str(s.clients), ms(sv["client"]), ms(sv["request"]), ms(sv["queue"]), ms(sv["search"]),
+            ms(own), ms(sv["client"] - sv["request"])]
+
+
+def report(sections: list[Section], machine: str, args, elapsed: float) -> str:
     lat = table(["model cost", "clients", "requests / side", "direct median", "direct p99", "proxied median",
                  "proxied p99", "overhead median", "overhead p99", "overhead as", "proxied / direct (median)",
                  "direct req/s", "proxied req/s", "proxied / direct (req/s)", "wall added / request",
-                 "noise: D / P wave walls, s (1 client: paired Δ IQR, ms)", "text mismatches"], lat_rows)
+                 "noise: D / P wave walls, s (1 client: paired Δ IQR, ms)", "text mismatches"],
+                [latency_row(s) for s in sections])
     srv = table(["model cost", "clients", "client latency", "server request", "admission queue",
                  "engine.run (search)", "server's own (request - queue - search)", "SDK + HTTP (client - request)"],
-                srv_rows)
+                [server_row(s) for s in sections if s.server])
+    return page(args, machine, elapsed, lat, srv)
+
+
+def page(args, machine: str, elapsed: float, lat: str, srv: str) -> str:
     cmd = "python -m bench.overhead" + (" --quick" if args.quick else "")
     return f"""# Pass-through overhead
 
@@ -307,7 +308,7 @@ a real aiohttp server on loopback with the openai SDK (`AsyncOpenAI`, max_retrie
   quantile - direct quantile (latency per request, queuing included: the model runs one generate call at a
   time in one thread); req/s = requests / wave wall time (at 1 client: / the sum of latencies);
   wall added / request = 1 / proxied req/s - 1 / direct req/s, the capacity the proxy costs.
-- The stub engine row is the same server code over a real Engine with tests/scripted.py's parts (no model): the proxy's
+- The stub engine row is the same server code over a real Engine with tests/support/scripted.py's parts (no model): the proxy's
   own cost, without the model's noise. A p99 over a few dozen samples is close to the maximum.
 - The machine's noise is in the "noise" column: where the spread of wave walls is wider than the
   proxied - direct difference, that difference is noise; the second table measures the proxy's own share

@@ -189,9 +189,47 @@ async def incremental(s: Setup, lengths: list[int], chunk: int, ref: Setup | Non
 # --- report -------------------------------------------------------------------
 
 
+THROUGHPUT_HEAD = ["rows B", "T (padded)", "raw forward tok/s", "scorer kernel tok/s", "kernel / raw",
+                   "pair (full) tok/s", "pair / raw", "pair + prompt KV tok/s", "pair+KV / raw"]
+INCREMENTAL_HEAD = ["answer tokens", "rounds (L=16)", "incremental: scorer tok / response tok",
+                    "full: scorer tok / response tok", "saving (tokens)", "incremental s", "full s",
+                    "speed-up (time)", "max abs score diff, incremental vs full"]
+
+
+def throughput_row(r: dict) -> list:
+    """One batch size: response tokens per second of each kernel, and each against the raw forward pass."""
+    def measured(t: float) -> bool:
+        return t == t  # not nan: that kernel ran at this size
+
+    tps = r["resp"] / r["raw"], r["resp"] / r["kernel"]
+    return [r["B"], r["T"], f"{tps[0]:,.0f}", f"{tps[1]:,.0f}", f"{r['raw'] / r['kernel']:.2f}x",
+            f"{r['resp'] / r['pair']:,.0f}" if measured(r["pair"]) else "—",
+            f"{r['raw'] / r['pair']:.2f}x" if measured(r["pair"]) else "—",
+            f"{r['resp'] / r['inc']:,.0f}" if measured(r["inc"]) else "—",
+            f"{r['raw'] / r['inc']:.2f}x" if measured(r["inc"]) else "—"]
+
+
+def incremental_row(r: dict, has_ref: bool) -> list:
+    """One answer length: scorer tokens and time, incremental against full recompute, and their score gap."""
+    return ([r["n"], r["rounds"], f"{r['inc_tok'] / r['resp']:.2f}", f"{r['full_tok'] / r['resp']:.2f}",
+             f"{r['full_tok'] / r['inc_tok']:.1f}x", f"{r['inc_s']:.2f}", f"{r['full_s']:.2f}",
+             f"{r['full_s'] / r['inc_s']:.1f}x", f"{r['diff']:.1g}"]
+            + ([f"{r['inc_vs_f32']:.2g}", f"{r['full_vs_f32']:.2g}"] if has_ref else []))
+
+
+def headline(inc: list[dict]) -> list[str]:
+    return [f"**Scorer tokens computed per response token for a 256-token answer with L=16: "
+            f"{r['inc_tok'] / r['resp']:.2f} incremental against {r['full_tok'] / r['resp']:.2f} "
+            f"full recompute ({r['full_tok'] / r['inc_tok']:.1f}x fewer; "
+            f"{r['full_s'] / r['inc_s']:.1f}x less time).**" for r in inc if r["n"] == 256]
+
+
 def report(s: Setup, args, tp, inc, total_s: float) -> str:
+    has_ref = any("inc_vs_f32" in r for r in inc)
+    head2 = INCREMENTAL_HEAD + (["max abs diff, incremental vs f32", "max abs diff, full vs f32"] if has_ref else [])
     lines = [
-        f"# Scorer throughput (bench/scorer.py{' --quick' if args.quick else ''} --device {args.device} --dtype {args.dtype})",
+        f"# Scorer throughput (bench/scorer.py{' --quick' if args.quick else ''} --device {args.device} "
+        f"--dtype {args.dtype})",
         "",
         f"{today()}; {machine(args.device, 'shared with other jobs (timings noisy)' if args.device == 'cpu' else '')}.",
         "",
@@ -201,50 +239,24 @@ def report(s: Setup, args, tp, inc, total_s: float) -> str:
         f"system prompts). Part 1: every candidate has {args.resp_tokens} response tokens; a row is prompt + "
         "response of one side; rows per forward pass = B. Median of repeated runs.",
         "",
+        table(THROUGHPUT_HEAD, [throughput_row(r) for r in tp]), "",
+        "tok/s = response tokens scored per second (both sides' rows counted). raw forward = "
+        "`model(input_ids, attention_mask).logits` on the same padded (B, T) batch, which computes but "
+        "does not reduce the full (B, T, V) logits. The x columns are speed relative to raw (>1 = faster). "
+        "pair + prompt KV feeds only the response tokens (the prompt's KV comes from the session's cache), "
+        "so it can beat the raw forward on the same shapes.", "",
+        "## Incremental scoring against full recompute", "",
+        "One answer grown 16 tokens at a time and re-scored after each chunk (finished, with EOS, on the "
+        "last), through GuidePair with incremental=True (the prompt's and the previous round's KV reused) "
+        "and incremental=False (the paper's code: every round recomputes prompt + whole answer). Scorer "
+        "tokens count both sides of the pair (and the prompt once for incremental). max abs score diff: "
+        "incremental against full, over all rounds (nats)"
+        + ("; the f32 columns: against a float32 copy of the model scoring by full recompute." if has_ref else "."),
+        "",
+        table(head2, [incremental_row(r, has_ref) for r in inc]), "",
     ]
-    head = ["rows B", "T (padded)", "raw forward tok/s", "scorer kernel tok/s", "kernel / raw",
-            "pair (full) tok/s", "pair / raw", "pair + prompt KV tok/s", "pair+KV / raw"]
-    rows = []
-    for r in tp:
-        tps = lambda t: r["resp"] / t if t == t else float("nan")  # noqa: E731
-        rows.append([r["B"], r["T"], f"{tps(r['raw']):,.0f}", f"{tps(r['kernel']):,.0f}",
-                     f"{r['raw'] / r['kernel']:.2f}x",
-                     f"{tps(r['pair']):,.0f}" if r["pair"] == r["pair"] else "—",
-                     f"{r['raw'] / r['pair']:.2f}x" if r["pair"] == r["pair"] else "—",
-                     f"{tps(r['inc']):,.0f}" if r["inc"] == r["inc"] else "—",
-                     f"{r['raw'] / r['inc']:.2f}x" if r["inc"] == r["inc"] else "—"])
-    lines += [table(head, rows), "",
-              "tok/s = response tokens scored per second (both sides' rows counted). raw forward = "
-              "`model(input_ids, attention_mask).logits` on the same padded (B, T) batch, which computes but "
-              "does not reduce the full (B, T, V) logits. The x columns are speed relative to raw (>1 = faster). "
-              "pair + prompt KV feeds only the response tokens (the prompt's KV comes from the session's cache), "
-              "so it can beat the raw forward on the same shapes.", ""]
-    head2 = ["answer tokens", "rounds (L=16)", "incremental: scorer tok / response tok", "full: scorer tok / response tok",
-             "saving (tokens)", "incremental s", "full s", "speed-up (time)", "max abs score diff, incremental vs full"]
-    has_ref = any("inc_vs_f32" in r for r in inc)
-    if has_ref:
-        head2 += ["max abs diff, incremental vs f32", "max abs diff, full vs f32"]
-    rows2 = []
-    for r in inc:
-        rows2.append([r["n"], r["rounds"], f"{r['inc_tok'] / r['resp']:.2f}", f"{r['full_tok'] / r['resp']:.2f}",
-                      f"{r['full_tok'] / r['inc_tok']:.1f}x", f"{r['inc_s']:.2f}", f"{r['full_s']:.2f}",
-                      f"{r['full_s'] / r['inc_s']:.1f}x", f"{r['diff']:.1g}"]
-                     + ([f"{r['inc_vs_f32']:.2g}", f"{r['full_vs_f32']:.2g}"] if has_ref else []))
-    lines += ["## Incremental scoring against full recompute", "",
-              "One answer grown 16 tokens at a time and re-scored after each chunk (finished, with EOS, on the "
-              "last), through GuidePair with incremental=True (the prompt's and the previous round's KV reused) "
-              "and incremental=False (the paper's code: every round recomputes prompt + whole answer). Scorer "
-              "tokens count both sides of the pair (and the prompt once for incremental). max abs score diff: "
-              "incremental against full, over all rounds (nats)"
-              + ("; the f32 columns: against a float32 copy of the model scoring by full recompute." if has_ref else "."),
-              "",
-              table(head2, rows2), ""]
-    for r in inc:
-        if r["n"] == 256:
-            lines += [f"**Scorer tokens computed per response token for a 256-token answer with L=16: "
-                      f"{r['inc_tok'] / r['resp']:.2f} incremental against {r['full_tok'] / r['resp']:.2f} "
-                      f"full recompute ({r['full_tok'] / r['inc_tok']:.1f}x fewer; "
-                      f"{r['full_s'] / r['inc_s']:.1f}x less time).**", ""]
+    for line in headline(inc):
+        lines += [line, ""]
     lines += [f"Run time {total_s:.0f} s (model load {s.load_s:.1f} s).", ""]
     return "\n".join(lines)
 
