@@ -1,8 +1,8 @@
-"""Cross-search batching of the local sampler (providers/generate_batcher.py).
+"""Cross-search batching of the local sampler (providers/generate_batcher.py) on the real models.
 
-On the real models: concurrent requests that sample alike share one generate
-call and get what they would have got alone, seeded draws included. The batcher's failure and cancellation paths use an injected
-run function (a real model cannot fail or be cancelled on demand).
+Concurrent requests that sample alike share one generate call and get what they
+would have got alone, seeded draws included. The batcher's failure and cancellation
+paths (a real model cannot fail or be cancelled on demand): tests/unit/test_generate_batcher.py.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import anthropic
+import openai
 import pydantic
 import pytest
 from aiohttp import web
@@ -13,20 +15,15 @@ from w2s.proxy.api import protocol_anthropic as pa
 from w2s.proxy.api import protocol_openai as po
 from w2s.proxy.api import w2s_options
 from w2s.proxy.api.wire_errors import anthropic_body, error_headers, openai_body
+from w2s.proxy.core import errors
 from w2s.proxy.core.errors import (
-    AuthError,
     Draining,
     InvalidRequest,
-    NotFound,
-    NotReady,
     Overloaded,
-    RequestTooLarge,
     UnsupportedField,
-    UpstreamError,
-    UpstreamRefused,
-    UpstreamTimeout,
     W2SError,
 )
+from w2s.proxy.server import http_errors
 from w2s.proxy.server.admission import Admission
 from w2s.proxy.server.http_errors import as_w2s_error
 from w2s.proxy.server.metrics import ProxyMetrics
@@ -94,30 +91,91 @@ async def test_admission_is_fifo_and_a_cancelled_waiter_leaves_the_queue():
 # --- error mapping --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("err, status, oa_type, an_type, retry", [
-    (InvalidRequest("bad", param="x"), 400, "invalid_request_error", "invalid_request_error", "false"),
-    (UnsupportedField("tools: no", param="tools"), 400, "invalid_request_error", "invalid_request_error", "false"),
-    (AuthError("no key"), 401, "authentication_error", "authentication_error", "false"),
-    (NotFound("no model", param="model"), 404, "not_found_error", "not_found_error", "false"),
-    (RequestTooLarge("big"), 413, "invalid_request_error", "request_too_large", "false"),
-    (Overloaded("busy", retry_after=2.5), 429, "rate_limit_error", "rate_limit_error", "true"),
-    (UpstreamError("down"), 502, "upstream_error", "api_error", "false"),
-    (UpstreamRefused("400 from upstream"), 502, "upstream_error", "api_error", "false"),
-    (UpstreamTimeout("slow"), 504, "upstream_timeout", "api_error", "false"),
-    (NotReady("loading"), 503, "service_unavailable", "overloaded_error", "true"),
-    (W2SError("bug"), 500, "server_error", "api_error", "false"),
-])
-def test_every_error_maps_to_both_wire_shapes(err, status, oa_type, an_type, retry):
-    assert err.status == status
-    body = openai_body(err)
-    code = "unsupported_field" if isinstance(err, UnsupportedField) else err.code
-    assert body == {"error": {"message": err.message, "type": oa_type, "param": err.param, "code": code}}
-    assert anthropic_body(err) == {"type": "error", "error": {"type": an_type, "message": err.message}}
-    h = error_headers(err)
-    assert h["x-should-retry"] == retry
-    assert ("Retry-After" in h) == (status in (429, 503))
-    if status == 429:
-        assert h["Retry-After"] == "3"  # rounded up, whole seconds
+def every_error_class() -> list[type[W2SError]]:
+    """W2SError and every subclass in the hierarchy's modules: a new one is checked without listing it here."""
+    found, todo = [], [W2SError]
+    while todo:
+        cls = todo.pop(0)
+        if cls.__module__ in (errors.__name__, http_errors.__name__):
+            found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+def an_instance(cls: type[W2SError]) -> W2SError:
+    try:
+        return cls("what went wrong")
+    except TypeError:  # a required keyword: when to come back
+        return cls("what went wrong", retry_after=2.5)
+
+
+# Anthropic's documented error types by status (docs.anthropic.com/en/api/errors); any other 4xx is an
+# invalid_request_error, any other 5xx an api_error, or overloaded_error when coming back later helps.
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+                   529: "overloaded_error"}
+
+
+@pytest.fixture(scope="module")
+def error_server(server_thread):
+    """A loopback server that answers every request with `holder["error"]` in the API shape the path asks for."""
+    holder: dict = {}
+
+    async def answer(request: web.Request) -> web.Response:
+        err = holder["error"]
+        body = anthropic_body(err) if request.path.startswith("/anthropic") else openai_body(err)
+        return web.json_response(body, status=err.status, headers=error_headers(err))
+
+    async def up():
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]
+
+    runner, port = server_thread.run(up())
+    yield holder, f"http://127.0.0.1:{port}"
+    server_thread.run(runner.cleanup())
+
+
+@pytest.mark.parametrize("cls", every_error_class(), ids=lambda c: c.__name__)
+def test_every_error_maps_to_both_wire_shapes(cls, error_server):
+    """What the official SDKs make of each error, over HTTP: the status, the fields, and whether to retry."""
+    holder, base = error_server
+    err = holder["error"] = an_instance(cls)
+    assert 400 <= err.status < 600
+    oa = openai.OpenAI(base_url=f"{base}/openai/v1", api_key="k", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as e:
+        oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    got = e.value
+    assert got.status_code == err.status
+    assert got.body["message"] == err.message and got.param == err.param and got.code == err.code
+    assert isinstance(got.type, str) and got.type
+
+    an = anthropic.Anthropic(base_url=f"{base}/anthropic", api_key="k", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as e:
+        an.messages.create(model="m", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
+    body = e.value.body
+    assert e.value.status_code == err.status and body["type"] == "error"
+    assert body["error"]["message"] == err.message
+    if err.status in ANTHROPIC_TYPES:
+        assert body["error"]["type"] == ANTHROPIC_TYPES[err.status]
+    elif err.status < 500:  # another client error (405)
+        assert body["error"]["type"] == "invalid_request_error"
+    else:
+        assert body["error"]["type"] == ("overloaded_error" if err.retryable else "api_error")
+
+    # Retry: both SDKs read the same answer; only "come back later" errors say yes, and say when.
+    for client, response in ((oa, got.response), (an, e.value.response)):
+        assert client._should_retry(response) is err.retryable
+    retry_after = got.response.headers.get("retry-after")
+    assert (retry_after is not None) == err.retryable
+    if retry_after is not None:
+        assert int(retry_after) >= err.retry_after and int(retry_after) >= 1  # whole seconds, never early
+    if err.status == 401:
+        assert got.response.headers["www-authenticate"].startswith("Bearer")
 
 
 def test_foreign_exceptions_become_w2s_errors_without_leaking_details():
@@ -164,9 +222,33 @@ def test_unsupported_openai_fields_are_refused_by_name(field, value):
     assert e.value.param == field and e.value.status == 400
 
 
-def test_neutral_and_harmless_openai_fields_are_accepted():
-    _chat(tools=[], logprobs=False, response_format={"type": "text"}, user="u", metadata={"a": "b"},
-          store=False, frequency_penalty=0, parallel_tool_calls=True).check_supported()
+# What SDKs send by default or as a no-op, each beside a value of the same field that asks for more.
+NEUTRAL_CASES = [  # (field, a value that asks for nothing this proxy cannot do, one that does)
+    ("tools", [], [{"type": "function", "function": {"name": "f"}}]),
+    ("tool_choice", "auto", "required"),
+    ("logprobs", False, True),
+    ("top_logprobs", 0, 3),
+    ("response_format", {"type": "text"}, {"type": "json_object"}),
+    ("frequency_penalty", 0, 0.5),
+    ("presence_penalty", 0, 1.0),
+    ("logit_bias", {}, {"50256": -100}),
+]
+# No effect on an answer at any value: bookkeeping fields.
+HARMLESS = {"user": "u", "metadata": {"a": "b"}, "store": True, "parallel_tool_calls": True, "service_tier": "auto"}
+
+
+@pytest.mark.parametrize("field, neutral, harmful", NEUTRAL_CASES)
+def test_neutral_and_harmless_openai_fields_are_accepted(field, neutral, harmful):
+    bare = _chat(temperature=0.3, seed=5)
+    for req in (_chat(temperature=0.3, seed=5, **{field: neutral}),
+                _chat(temperature=0.3, seed=5, **{field: neutral}, **HARMLESS)):
+        req.check_supported()  # accepted: no UnsupportedField
+        # ... and ignored: the same search and the same prompt as without the fields.
+        assert req.search_overrides() == bare.search_overrides() == {"temperature": 0.3, "seed": 5}
+        assert req.to_prompt() == bare.to_prompt()
+    with pytest.raises(UnsupportedField) as e:  # the same field asking for more is refused by name
+        _chat(**{field: harmful}, **HARMLESS).check_supported()
+    assert e.value.param == field
 
 
 def test_image_parts_and_tool_messages_are_refused_by_path():

@@ -13,7 +13,7 @@ import pytest
 from tests.support.scripted import ScriptedSampler, scripted_engine, words_chunk
 from w2s.proxy.api.job import Job
 from w2s.proxy.api.trace import TRACE_VERSION, answer_path, prompt_view, round_body, trace_body, traces_in
-from w2s.proxy.core.types import Chunk, Prompt
+from w2s.proxy.core.types import CandidateTrace, Chunk, Prompt, RoundTrace
 
 PROMPT = Prompt.raw("Once upon a time")
 
@@ -105,7 +105,22 @@ def test_prompt_view_joins_chat_turns_and_cuts_to_the_limit():
     assert prompt_view(PROMPT, 0)["text"] == "" and prompt_view(PROMPT, 16)["truncated"] is False
 
 
+def hand_round(index: int, parents: list[int | None]) -> RoundTrace:
+    """A round whose candidate i has parent parents[i] (texts and scores do not matter to the path)."""
+    cands = [CandidateTrace(f"r{index}c{i}", p, 0.0, False, True) for i, p in enumerate(parents)]
+    return RoundTrace(index, cands, 1, 0, 0, 0, 0.0, 0.0)
+
+
 def test_answer_path_stops_where_the_parents_run_out():
+    # Round 2 fell back to whole answers (no parents): the path before it is unknown, not guessed.
+    rounds = [hand_round(0, [None, None]), hand_round(1, [1, 0]), hand_round(2, [None, 0])]
+    assert answer_path(rounds, 1) == [1, 0, 1]  # a whole chain: round 2 cand 1 <- round 1 cand 0 <- round 0 cand 1
+    assert answer_path(rounds, 0) == [None, None, 0]  # stops at round 2, whose candidate has no parent
+    # A parent index that is not in the round before (a trace cut short) ends the walk there too.
+    assert answer_path([hand_round(0, [None]), hand_round(1, [5])], 0) == [None, 0]
+    # No answer, or an answer index past the last round: no path at all; no rounds, an empty one.
+    assert answer_path(rounds, None) == [None, None, None]
+    assert answer_path(rounds, 7) == [None, None, None]
     assert answer_path([], None) == []
 
 
