@@ -171,67 +171,83 @@ class Bench:
 # --- the run ---------------------------------------------------------------------
 
 
-async def run(args) -> tuple[list[Section], str]:
-    set_threads(args.threads)
+def sizes(quick: bool) -> dict[str, tuple[int, int]]:
+    """(pairs at 1 client, waves at --clients) of each section."""
+    return {"stub": (100, 8) if quick else (300, 16), "1": (20, 4) if quick else (40, 8),
+            "main": (10, 2) if quick else (40, 8)}
 
+
+async def stub_sections(args, runners: list) -> list[Section]:
+    """The same server code over a real Engine with scripted parts: the proxy's own cost, no model at all."""
     from openai import AsyncOpenAI
 
     from bench.lib.testkit import fake_config, scripted_engine
-    from w2s.proxy.core.config import load_config
-    from w2s.proxy.engine import Engine
     from w2s.proxy.server.app import create_app, start
     from w2s.proxy.server.service import SERVICE
 
-    quick = args.quick
-    pairs_8, waves_8 = (10, 2) if quick else (40, 8)
-    pairs_1, waves_1 = (20, 4) if quick else (40, 8)
-    pairs_0, waves_0 = (100, 8) if quick else (300, 16)
-    C = args.clients
+    pairs, waves = sizes(args.quick)["stub"]
+    stub_cfg = fake_config(max_concurrent_searches=8, max_queue=64)
+    stub = scripted_engine(stub_cfg)
+    await stub.start()
+    app = create_app(stub_cfg, stub)
+    runner, port = await start(app, "127.0.0.1", 0)
+    runners.append(runner)
+    async with AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                           timeout=600) as client:
+        b = Bench(stub, client, STUB_ROUTE, app[SERVICE].metrics, 8)
+        for i in range(5):  # warm-up: connection, pydantic, first-call paths
+            await b.direct(i), await b.proxied(i)
+        out = [await b.sequential("stub engine (no model)", pairs),
+               await b.concurrent("stub engine (no model)", args.clients, waves)]
+    print("stub engine done", file=sys.stderr, flush=True)
+    return out
 
-    sections: list[Section] = []
+
+async def model_sections(args, app, engine) -> list[Section]:
+    """The embedded default (Gemma 3 270M), max_tokens 1 and --max-tokens, at 1 client and at --clients."""
+    from openai import AsyncOpenAI
+
+    from w2s.proxy.server.app import start
+    from w2s.proxy.server.service import SERVICE
+
+    size = sizes(args.quick)
+    runner, port = await start(app, "127.0.0.1", 0)
+    sections = []
+    try:
+        async with AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                               timeout=600) as client:
+            for mt, (pairs, waves) in ((1, size["1"]), (args.max_tokens, size["main"])):
+                b = Bench(engine, client, ROUTE, app[SERVICE].metrics, mt)
+                for i in range(2):
+                    await b.direct(i), await b.proxied(i)
+                label = f"Gemma 270M, max_tokens={mt}"
+                sections.append(await b.sequential(label, pairs))
+                print(f"{label}, 1 client: {sections[-1].wall:.0f} s", file=sys.stderr, flush=True)
+                sections.append(await b.concurrent(label, args.clients, waves))
+                print(f"{label}, {args.clients} clients: {sections[-1].wall:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        await runner.cleanup()
+    return sections
+
+
+async def run(args) -> tuple[list[Section], str]:
+    set_threads(args.threads)
+
+    from w2s.proxy.core.config import load_config
+    from w2s.proxy.engine import Engine
+    from w2s.proxy.server.app import create_app
+
     runners = []
     try:
-        # --- stub engine: the proxy's own cost, no model at all -----------------
-        stub_cfg = fake_config(max_concurrent_searches=8, max_queue=64)
-        stub = scripted_engine(stub_cfg)
-        await stub.start()
-        app0 = create_app(stub_cfg, stub)
-        runner0, port0 = await start(app0, "127.0.0.1", 0)
-        runners.append(runner0)
-        async with AsyncOpenAI(base_url=f"http://127.0.0.1:{port0}/v1", api_key="unused", max_retries=0,
-                               timeout=600) as client0:
-            b0 = Bench(stub, client0, STUB_ROUTE, app0[SERVICE].metrics, 8)
-            for i in range(5):  # warm-up: connection, pydantic, first-call paths
-                await b0.direct(i), await b0.proxied(i)
-            sections.append(await b0.sequential("stub engine (no model)", pairs_0))
-            sections.append(await b0.concurrent("stub engine (no model)", C, waves_0))
-            print("stub engine done", file=sys.stderr, flush=True)
-
-        # --- the real embedded default -----------------------------------------------
+        sections = await stub_sections(args, runners)
         t0 = time.perf_counter()
         cfg = load_config(ROOT / "config.yaml")
         engine = Engine(cfg)
         await engine.start()
         print(f"models loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        app = create_app(cfg, engine)
-        runner, port = await start(app, "127.0.0.1", 0)
-        runners.append(runner)
         try:
-            async with AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
-                                   timeout=600) as client:
-                metrics = app[SERVICE].metrics
-                for mt, pairs, waves in ((1, pairs_1, waves_1), (args.max_tokens, pairs_8, waves_8)):
-                    b = Bench(engine, client, ROUTE, metrics, mt)
-                    for i in range(2):
-                        await b.direct(i), await b.proxied(i)
-                    label = f"Gemma 270M, max_tokens={mt}"
-                    sections.append(await b.sequential(label, pairs))
-                    print(f"{label}, 1 client: {sections[-1].wall:.0f} s", file=sys.stderr, flush=True)
-                    sections.append(await b.concurrent(label, C, waves))
-                    print(f"{label}, {C} clients: {sections[-1].wall:.0f} s", file=sys.stderr, flush=True)
+            sections += await model_sections(args, create_app(cfg, engine), engine)
         finally:
-            await runner.cleanup()
-            runners.remove(runner)
             await engine.aclose()
     finally:
         for r in runners:
