@@ -1,11 +1,13 @@
 """The wheel is complete: built from this tree, installed into a fresh venv, every
-subpackage imports from the venv (not the checkout), and the embedded default
-config and the search page's files ship with it.
+subpackage imports from the venv (not the checkout) under the one import root `w2s`
+and nothing else (`proxy`, `providers`, `scorers` are not importable), and the
+embedded default config and the search page's files ship with it.
 
 An editable install hides a missing subpackage (the checkout is on the path),
 so this runs the installed copy from a directory outside the checkout. The
-venv borrows the heavy dependencies (torch, transformers) from this
-interpreter's site-packages; only the project itself is installed into it.
+venv borrows the heavy dependencies (torch, transformers) from the site-packages
+of the interpreter running the tests, whether that is a bare interpreter or
+itself a virtualenv; only the project itself is installed into it.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -37,7 +40,14 @@ from w2s.proxy.core.config import default_config_path, load_config
 cfg = load_config()
 from w2s.proxy.server.ui import asset_bytes
 from w2s.proxy.server.ui.routes import ASSETS
-print(json.dumps({"modules": sorted(m.__name__ for m in mods), "outside": outside,
+bare = {}
+for name in ("proxy", "providers", "scorers"):  # the folders' names: not import roots once installed
+    try:
+        importlib.import_module(name)
+        bare[name] = "imported"
+    except ModuleNotFoundError:
+        bare[name] = "ModuleNotFoundError"
+print(json.dumps({"modules": sorted(m.__name__ for m in mods), "outside": outside, "bare": bare,
                   "config": str(default_config_path()), "routes": sorted(cfg.routes),
                   "page": {name: len(asset_bytes(name)) for name in ASSETS}}))
 """
@@ -63,8 +73,15 @@ def test_the_wheel_installs_into_a_fresh_venv_and_every_subpackage_imports(tmp_p
     assert {f"w2s/proxy/server/ui/{name}" for name in ASSETS} <= set(names)  # the page ships in the wheel
 
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
+    # The dependencies: the site-packages this interpreter sees (its venv's, when it runs in one; the
+    # base's with --system-site-packages; the user's), after the venv's own. A .pth line only adds the
+    # folder: the .pth files in it (this checkout's editable install among them) are not run.
+    lib = Path(run(str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
+    deps = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+    assert sysconfig.get_paths()["purelib"] in deps
+    (lib / "_test_dependencies.pth").write_text("".join(f"{p}\n" for p in deps))
     # pip from this interpreter, aimed at the venv's interpreter.
     run(sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index",
         "--force-reinstall", str(wheel))
@@ -74,6 +91,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_every_subpackage_imports(tmp_p
                for pkg in ("proxy", "providers", "scorers") for p in (ROOT / pkg).rglob("*.py")}
     assert set(got["modules"]) == shipped
     assert got["outside"] == [], f"imported from outside the venv: {got['outside']}"
+    assert got["bare"] == dict.fromkeys(("proxy", "providers", "scorers"), "ModuleNotFoundError")
     assert Path(got["config"]).is_relative_to(env_dir) and "w2s-default" in got["routes"]
     assert got["page"] == {name: len(asset_bytes(name)) for name in ASSETS}  # read from the installed copy
     assert "usage: w2s" in run(str(env_dir / "bin" / "w2s"), "--help", cwd=tmp_path)
