@@ -27,10 +27,11 @@ import logging
 import anthropic as sdk
 
 from w2s.providers import tokens
+from w2s.providers.continuation import ContinuationCheck, probe_once
 from w2s.providers.remote import RemoteSampler
 from w2s.providers.retry import Draw, MalformedResponse, RetryPolicy, draw_all
 from w2s.proxy.core.config import AnthropicUpstream
-from w2s.proxy.core.errors import UpstreamError, UpstreamRefused
+from w2s.proxy.core.errors import UpstreamCannotContinue, UpstreamError, UpstreamRefused
 from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.types import Chunk, Continuation, FinishReason, Prompt, SampleRequest, SampleResult, content_text
 
@@ -101,6 +102,9 @@ class AnthropicSampler(RemoteSampler):
         super().__init__(name, cfg, sdk, client=client, retry_policy=retry_policy)
         self.exact_continuation = True  # until the model refuses prefill
         self.send_sampling = True  # until the model refuses temperature/top_p/top_k
+        # Another vendor's Anthropic-compatible endpoint may take prefill and still start a new turn: probe it.
+        verify = cfg.verify_continuation if cfg.verify_continuation is not None else cfg.base_url is not None
+        self.continuation = ContinuationCheck(self._label) if verify else None
 
     @staticmethod
     def _client_class(sdk_module):
@@ -110,12 +114,25 @@ class AnthropicSampler(RemoteSampler):
         return "anthropic"
 
     async def prepare(self, continuation: bool) -> None:
-        pass  # a prefill refusal is found by the first draw that sends one (see the module docstring)
+        """Before CBS: the prefill probe, once, where it is on (a refusal is also found by any draw)."""
+        if not continuation or self.continuation is None or not self.exact_continuation:
+            return
+        if await self.continuation.ensure(lambda: probe_once(self.sample)):
+            return
+        if self.cfg.on_no_continuation == "fail":
+            raise UpstreamCannotContinue(
+                f"{self._label} does not continue a prefilled answer ({self.continuation.detail}), so CBS cannot "
+                f"run on it. Fix: on_no_continuation: bon-approx (guided Best-of-N) in upstreams.{self.name}",
+                provider=self.name)
+        self._disable_prefill()
 
     def capabilities(self) -> dict:
-        return {"continuation": "prefill" if self.exact_continuation else "refused (bon-approx)",
+        caps = {"continuation": "prefill" if self.exact_continuation else "refused (bon-approx)",
                 "n": "K parallel calls (the API has no n)",
                 "sampling_controls": "sent" if self.send_sampling else "refused"}
+        if self.continuation is not None:
+            caps["prefill_probe"] = self.continuation.report()
+        return caps
 
     # -- sampling ----------------------------------------------------------
     async def sample(self, request: SampleRequest) -> SampleResult:

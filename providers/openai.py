@@ -29,7 +29,7 @@ import openai as sdk
 
 from w2s.providers import tokens
 from w2s.providers.chat_templates import load_chat_template
-from w2s.providers.continuation import ContinuationCheck
+from w2s.providers.continuation import ContinuationCheck, Outcome, probe_once
 from w2s.providers.openai_draws import (
     Call,
     Ctx,
@@ -43,7 +43,7 @@ from w2s.providers.openai_draws import (
 )
 from w2s.providers.remote import RemoteSampler
 from w2s.providers.retry import draw_all
-from w2s.proxy.core.errors import InvalidRequest, UpstreamCannotContinue, UpstreamError
+from w2s.proxy.core.errors import InvalidRequest, UpstreamCannotContinue, UpstreamError, UpstreamRefused
 from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.rendering import render
 from w2s.proxy.core.types import Chunk, SampleRequest, SampleResult
@@ -54,6 +54,9 @@ DEFAULT_MAX_N = 128  # the OpenAI API's limit on n
 REDRAW_SEED_STRIDE = 7919  # a redrawn call's seed: away from the seeds plan_calls hands out
 # vLLM's flags for continuing a trailing assistant message (also TGI, tabbyAPI).
 CONTINUE_FLAGS = {"continue_final_message": True, "add_generation_prompt": False}
+# How chat APIs mark a trailing assistant message to continue, in the order `continuation: auto` tries
+# them: vLLM's flags, DeepSeek/Mistral's "prefix": true, Kimi/Qwen's "partial": true, a plain message.
+STYLES = ("vllm", "prefix", "partial", "plain")
 
 
 class OpenAISampler(RemoteSampler):
@@ -87,7 +90,7 @@ class OpenAISampler(RemoteSampler):
         """Before a search that will continue partial answers: the continuation probe, once."""
         if not continuation or self.continuation is None or not self.exact_continuation:
             return
-        if await self.continuation.ensure(self._sample):
+        if await self.continuation.ensure(self._probe):
             return
         if self.cfg.on_no_continuation == "fail":
             raise UpstreamCannotContinue(
@@ -98,16 +101,20 @@ class OpenAISampler(RemoteSampler):
         self.exact_continuation = False  # every later search: whole answers, labelled bon-approx
         log.warning("%s: no exact continuation; its routes run guided Best-of-N (bon-approx)", self._label)
 
+    async def _probe(self) -> Outcome:
+        """The continuation probe through this sampler's own path."""
+        return await probe_once(self._sample)
+
     def capabilities(self) -> dict[str, Any]:
-        """What this upstream was found to do (shown in /v1/models, /metrics and the trace)."""
+        """What this upstream was found to do (shown in /v1/models, /health, /metrics and the trace)."""
         return {
             "max_n": self.max_n,
             "max_n_source": "learned" if self.n_learned else ("config" if self.cfg.max_n else "default"),
-            "continuation": self._continuation_state(),
+            **self._continuation_report(),
         }
 
-    def _continuation_state(self) -> str:
-        return "not probed" if self.continuation is None else self.continuation.state
+    def _continuation_report(self) -> dict[str, Any]:
+        return {"continuation": "not probed"} if self.continuation is None else self.continuation.report()
 
     # -- sampling ----------------------------------------------------------
     async def sample(self, request: SampleRequest) -> SampleResult:
@@ -255,16 +262,85 @@ class _ChatSampler(OpenAISampler):
 
 
 class ChatContinueSampler(_ChatSampler):
-    """Chat completions ending in the partial assistant message, with the server's continue flags."""
+    """Chat completions ending in the partial assistant message, marked the way the server wants (`STYLES`).
+
+    `continuation: auto` tries each style with the continuation probe, in order, and keeps the first
+    that passes; a style the server rejects outright (a 400 for an unknown field) counts as "does not
+    continue", not as an upstream failure. A server that repeats the partial answer before continuing
+    has the repeat cut from every draw.
+    """
 
     draw_mode = DrawMode.CHAT_CONTINUE
     verify_by_default = True  # servers that start a new turn instead are common
 
+    def __init__(self, name: str, cfg: Any, **kw):
+        super().__init__(name, cfg, **kw)
+        self.styles = STYLES if cfg.continuation == "auto" else (cfg.continuation,)
+        # Until probed (or with verify_continuation: false) auto sends vLLM's flags, as before styles.
+        self.style = self.styles[0]
+        self.repeats_prefix = False
+        self.tried: list[str] = []  # each style's verdict, for /v1/models and `w2s check`
+
+    def messages(self, request: SampleRequest, call: Call) -> list[dict]:
+        messages = super().messages(request, call)
+        if call.prefix and self.style in ("prefix", "partial"):
+            messages[-1] = {**messages[-1], self.style: True}
+        return messages
+
     def extra_body(self, request: SampleRequest, call: Call) -> dict:
         extra = super().extra_body(request, call)
-        if call.prefix:
+        if call.prefix and self.style == "vllm":
             return {**CONTINUE_FLAGS, **extra}
-        return {k: v for k, v in extra.items() if k not in CONTINUE_FLAGS}  # nothing to continue: plain chat
+        return {k: v for k, v in extra.items() if k not in CONTINUE_FLAGS}  # another style, or nothing to continue
+
+    async def _request(self, ctx: Ctx, call: Call) -> Drawn:
+        drawn = await super()._request(ctx, call)
+        if self.repeats_prefix and call.prefix:
+            drawn.texts = [self._cut_repeat(t, call.prefix, ctx) for t in drawn.texts]
+        return drawn
+
+    def _cut_repeat(self, text: str, prefix: str, ctx: Ctx) -> str:
+        if text.startswith(prefix):
+            return text[len(prefix):]
+        ctx.notes.add(f"{self._label} usually repeats the partial answer first; a reply did not, and was taken "
+                      "as is")
+        return text
+
+    async def _probe(self) -> Outcome:
+        """Each style in turn until one continues; the total cost of the styles tried."""
+        total = Outcome(False, "")
+        self.tried = []
+        for style in self.styles:
+            out = await self.probe_style(style)
+            total.add_cost(out)
+            self.tried.append(f"{style}: {out.detail}")
+            if out.ok:
+                self.style, self.repeats_prefix = style, out.repeats
+                out.calls, out.prompt_tokens, out.completion_tokens = total.calls, total.prompt_tokens, \
+                    total.completion_tokens
+                out.style = style
+                return out
+        self.style = self.styles[0]
+        total.detail = "; ".join(self.tried)
+        return total
+
+    async def probe_style(self, style: str) -> Outcome:
+        """The probe with the partial answer marked as `style` (the sampler's style is left at `style`)."""
+        self.style, self.repeats_prefix = style, False
+        try:
+            return await probe_once(self._sample)
+        except UpstreamRefused as e:
+            if e.upstream_status not in (400, 404, 422):
+                raise
+            return Outcome(False, f"refused (HTTP {e.upstream_status}: {e.message[:120]})", calls=1)
+
+    def _continuation_report(self) -> dict[str, Any]:
+        report = super()._continuation_report()
+        verified = self.continuation is not None and self.continuation.state == "verified"
+        report["continuation_style"] = self.style if verified or len(self.styles) == 1 else f"{self.style} (unprobed)"
+        if self.tried:
+            report["styles_tried"] = list(self.tried)
+        return report
 
 
 class ChatOnlySampler(_ChatSampler):
@@ -274,8 +350,8 @@ class ChatOnlySampler(_ChatSampler):
     exact_continuation = False
     max_tokens_field = "max_completion_tokens"  # OpenAI's own chat models want this one
 
-    def _continuation_state(self) -> str:
-        return "none (chat-only)"
+    def _continuation_report(self) -> dict[str, Any]:
+        return {"continuation": "none (chat-only)"}
 
     async def sample(self, request: SampleRequest) -> SampleResult:
         request = request.fold_prefill()

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 import openai as sdk
 
 from w2s.providers import continuation
-from w2s.providers.openai import OpenAISampler
+from w2s.providers.openai import STYLES, ChatContinueSampler, OpenAISampler
 from w2s.providers.openai_draws import Call
 from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.types import Continuation, SampleRequest
@@ -66,12 +66,32 @@ async def check_continuation(sample, exact: bool) -> Verdict:
     """The deterministic mid-number probe through the sampler's own continuation path."""
     if not exact:
         return Verdict("continuation", False, "none: only whole answers (guided Best-of-N, bon-approx)")
-    result, seconds = await timed(lambda: sample(continuation.PROBE))
-    ok, wrote = continuation.judge(result.chunks[0].text)
-    if ok:
-        return Verdict("continuation", True, f"exact: continued {continuation.PREFIX[-5:]!r} with {wrote}", seconds)
-    return Verdict("continuation", False, f"not continued: asked to continue {continuation.PREFIX[-5:]!r} at "
-                   f"temperature 0, it wrote {wrote}", seconds, {"mode": "chat-only  # guided Best-of-N"})
+    out, seconds = await timed(lambda: continuation.probe_once(sample))
+    return _continuation_verdict("continuation", out, seconds)
+
+
+def _continuation_verdict(name: str, out: continuation.Outcome, seconds: float | None) -> Verdict:
+    detail = f"{'exact: ' if out.ok else 'not continued: '}{out.detail}; probe cost {out.cost()}"
+    return Verdict(name, out.ok, detail, seconds, {} if out.ok else {"mode": "chat-only  # guided Best-of-N"})
+
+
+async def check_styles(s: ChatContinueSampler) -> list[Verdict]:
+    """Every way of marking the partial answer, each probed; the first that continues goes in the config."""
+    verdicts = []
+    for style in STYLES:
+        out, seconds = await timed(lambda style=style: s.probe_style(style))
+        v = _continuation_verdict(f"cont. {style}", out, seconds)
+        v.config = {}
+        verdicts.append(v)
+    works = [st for st, v in zip(STYLES, verdicts) if v.ok]
+    s.style = works[0] if works else s.styles[0]  # the later probes (stop, usage) go the way that works
+    s.repeats_prefix = bool(works) and "repeated the partial answer" in verdicts[STYLES.index(works[0])].detail
+    if works:
+        verdicts[STYLES.index(works[0])].config = {"continuation": f"{works[0]}  # continues exactly: "
+                                                                   f"{', '.join(works)}"}
+    else:
+        verdicts[-1].config = {"mode": "chat-only  # no style continues: guided Best-of-N"}
+    return verdicts
 
 
 async def check_openai(s: OpenAISampler) -> Report:
@@ -83,13 +103,16 @@ async def check_openai(s: OpenAISampler) -> Report:
         report.blocking = reach.detail
         return report
     report.verdicts.append(await _n(s))
-    cont = await check_continuation(s._sample, s.draw_mode.continues)
-    report.verdicts.append(cont)
+    if isinstance(s, ChatContinueSampler):
+        conts = await check_styles(s)
+    else:
+        conts = [await check_continuation(s._sample, s.draw_mode.continues)]
+    report.verdicts += conts
     stop, usage = await _stop_and_usage(s)
     report.verdicts += [stop, usage, await _seed(s)]
-    if not cont.ok:
+    if not any(v.ok for v in conts):
         report.blocking = ("chat-only upstreams cannot continue a partial answer" if s.draw_mode is DrawMode.CHAT_ONLY
-                           else f"it does not continue a partial answer ({cont.detail})")
+                           else f"it does not continue a partial answer ({'; '.join(v.detail for v in conts)})")
     return report
 
 

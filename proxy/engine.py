@@ -122,18 +122,21 @@ class Engine:
         await sampler.prepare(continuation=plan.mode is SearchMode.CBS)
         if rc.passthrough:
             # n independent draws, duplicates kept (what a client of `n` expects).
-            return await search(prompt, sampler, None, plan.params, on_round, mode=plan.mode)
-        session = self.guides[rc.guide].session(prompt)
-        try:
-            return await search(prompt, sampler, session, plan.params, on_round, mode=plan.mode)
-        finally:
-            session.close()
+            result = await search(prompt, sampler, None, plan.params, on_round, mode=plan.mode)
+        else:
+            session = self.guides[rc.guide].session(prompt)
+            try:
+                result = await search(prompt, sampler, session, plan.params, on_round, mode=plan.mode)
+            finally:
+                session.close()
+        result.upstream = {"name": rc.upstream, **sampler.capabilities()}  # what the trace shows of it
+        return result
 
     # --- what the metrics read ---------------------------------------------------------
 
     def health(self) -> dict[str, dict]:
         """Each upstream's state for /health?detail=1: last success, last error, cooldown."""
-        return {name: g.health.snapshot() for name, g in self.upstreams.items()}
+        return {name: {**g.health.snapshot(), "capabilities": g.capabilities()} for name, g in self.upstreams.items()}
 
     @property
     def scorer_stats(self) -> BatcherStats:

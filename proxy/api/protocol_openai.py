@@ -83,6 +83,10 @@ class ChatMessage(BaseModel):
     tool_calls: list[Any] | None = None
     function_call: Any = None
     audio: Any = None
+    # DeepSeek/Mistral's and Kimi/Qwen's marks for "continue this assistant message": the same as
+    # continue_final_message here (a trailing assistant message is always continued).
+    prefix: bool | None = None
+    partial: bool | None = None
 
 
 class _Common(BaseModel):
@@ -160,6 +164,11 @@ class ChatCompletionRequest(_Common):
     def _check_continue_flags(self) -> None:
         cont, gen = self.continue_final_message, self.add_generation_prompt
         trailing = len(self.messages) > 1 and self.messages[-1].role == "assistant"  # what Prompt.chat continues
+        for i, m in enumerate(self.messages):
+            for key in ("prefix", "partial"):
+                if getattr(m, key) and not (trailing and i == len(self.messages) - 1):
+                    raise InvalidRequest(f"messages[{i}].{key}: only the last message, an assistant message after "
+                                         "at least one other, can be continued", param=f"messages[{i}].{key}")
         if cont and gen:
             raise InvalidRequest("continue_final_message and add_generation_prompt cannot both be true",
                                  param="continue_final_message")

@@ -46,6 +46,7 @@ def trace_body(result: SearchResult, job: Job, prompt_chars: int | None = None) 
         "route": job.route,
         "mode": result.mode,
         "mode_changes": [{"from": c.before, "to": c.after, "reason": c.reason} for c in result.mode_changes],
+        "upstream": result.upstream,
         "params": dataclasses.asdict(job.params),
         "prompt": prompt_view(job.prompt, prompt_chars),
         "upstream_calls": result.upstream_calls,

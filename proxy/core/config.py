@@ -34,6 +34,7 @@ from w2s.proxy.core.config_errors import explain
 from w2s.proxy.core.errors import ConfigError, InvalidRequest, NotFound
 from w2s.proxy.core.limits import Limits, RouteLimits, check
 from w2s.proxy.core.modes import DrawMode
+from w2s.proxy.core.presets import PRESETS, apply_preset
 from w2s.proxy.core.types import SearchParams
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -54,6 +55,9 @@ class ModelConfig(Section):
     dtype: str = "auto"
     device: str = "auto"  # auto = cuda, then mps, then cpu
     adapter: str | None = None  # PEFT/LoRA adapter directory applied on top
+    # Tokens the model can attend over; None = its own config's (max_position_embeddings). Set lower to
+    # bound memory (proxy/core/context.py): a prompt that cannot fit is a 400 before admission.
+    context_tokens: PositiveInt | None = None
 
 
 # --- upstreams -------------------------------------------------------------------------------
@@ -81,6 +85,9 @@ class _Upstream(Section):
 class LocalUpstream(_Upstream):
     provider: Literal["local"] = "local"
     template: str | None = None  # "{system}", "{prompt}" format string; None = model's chat template
+    # For chats, over `template` (a raw prompt keeps it): a tokenizer directory, a GGUF file, a Jinja
+    # template, or `transcript` (built in: "User:" / "Assistant:" turns a base model continues).
+    chat_template: str | None = None
     max_batch_rows: PositiveInt = 32  # rows per generate call when concurrent searches merge (1 = never)
 
     @property
@@ -99,11 +106,15 @@ class _Remote(_Upstream):
     timeout: Annotated[float, Field(gt=0)] = 60.0
     max_retries: Annotated[int, Field(ge=0)] = 4
     tokenizer: str | None = None  # tiktoken encoding for usage estimates
+    # The model's context in tokens; None = learned from its first context-length error (a 400).
+    context_tokens: PositiveInt | None = None
 
 
 class _OpenAI(_Remote):
     provider: Literal["openai"] = "openai"
     max_n: PositiveInt | None = None  # split n into several calls above this; 1 = no n support (learned if not set)
+    # A hosted API's defaults (proxy/core/presets.py): mode, base_url, continuation style; your keys win.
+    preset: Literal[tuple(PRESETS)] | None = None  # type: ignore[valid-type]
 
 
 class _Continuing(_OpenAI):
@@ -129,6 +140,10 @@ class OpenAICompletions(_Continuing):
 
 class OpenAIChatContinue(_Continuing):
     mode: Literal[DrawMode.CHAT_CONTINUE] = DrawMode.CHAT_CONTINUE
+    # How the trailing assistant message is marked (providers/openai.py STYLES): vllm
+    # (continue_final_message), prefix (DeepSeek, Mistral), partial (Kimi, Qwen), plain (Groq and many
+    # hosts); auto tries them in that order with the continuation probe and keeps the first that passes.
+    continuation: Literal["auto", "vllm", "prefix", "partial", "plain"] = "auto"
 
     @property
     def draw_mode(self) -> DrawMode:
@@ -143,9 +158,22 @@ class OpenAIChatOnly(_OpenAI):
         return DrawMode.CHAT_ONLY
 
 
+class OpenAIResponsesOnly(_OpenAI):
+    """Models served only on POST /v1/responses: whole answers, one call per draw (guided Best-of-N)."""
+
+    mode: Literal[DrawMode.RESPONSES] = DrawMode.RESPONSES
+
+    @property
+    def draw_mode(self) -> DrawMode:
+        return DrawMode.RESPONSES
+
+
 class AnthropicUpstream(_Remote):
     provider: Literal["anthropic"] = "anthropic"
     prompt_cache: bool = True  # a cache breakpoint at the end of the shared prefix
+    # Probe prefill before CBS relies on it; None = on for another vendor's endpoint (a base_url is set).
+    verify_continuation: bool | None = None
+    on_no_continuation: Literal["bon-approx", "fail"] = "bon-approx"
 
     @property
     def draw_mode(self) -> DrawMode:
@@ -165,6 +193,7 @@ OpenAIUpstream = Annotated[Union[
     Annotated[OpenAICompletions, Tag(DrawMode.COMPLETIONS.value)],
     Annotated[OpenAIChatContinue, Tag(DrawMode.CHAT_CONTINUE.value)],
     Annotated[OpenAIChatOnly, Tag(DrawMode.CHAT_ONLY.value)],
+    Annotated[OpenAIResponsesOnly, Tag(DrawMode.RESPONSES.value)],
 ], Discriminator(_tag("mode", DrawMode.COMPLETIONS))]
 
 UpstreamConfig = Annotated[Union[
@@ -172,7 +201,8 @@ UpstreamConfig = Annotated[Union[
     Annotated[OpenAIUpstream, Tag("openai")],
     Annotated[AnthropicUpstream, Tag("anthropic")],
 ], Discriminator(_tag("provider", None))]
-AnyUpstream = Union[LocalUpstream, OpenAICompletions, OpenAIChatContinue, OpenAIChatOnly, AnthropicUpstream]
+AnyUpstream = Union[LocalUpstream, OpenAICompletions, OpenAIChatContinue, OpenAIChatOnly, OpenAIResponsesOnly,
+                    AnthropicUpstream]
 
 
 # --- guides ----------------------------------------------------------------------------------
@@ -240,6 +270,13 @@ class UIConfig(Section):
     prompt_chars: Annotated[int, Field(ge=0)] = 200  # a kept search's prompt is cut to this many characters
 
 
+class ResponsesConfig(Section):
+    """The Responses API's stored responses (proxy/server/response_store.py): per process, in memory."""
+
+    store_size: Annotated[int, Field(ge=0)] = 1000  # responses kept for GET and previous_response_id; 0 = none
+    store_seconds: Annotated[float, Field(gt=0)] = 3600.0  # and for at most this long
+
+
 class Config(Section):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
@@ -249,6 +286,7 @@ class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     # torch intra-op threads for the model thread; None = torch's default (every core).
     # On a CPU box shared with other work, 1 can be several times faster.
     torch_threads: PositiveInt | None = None
@@ -333,6 +371,9 @@ def parse_config(data: Any, source: str = "config") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top, got {type(data).__name__}")
+    ups = data.get("upstreams")
+    if isinstance(ups, dict):  # a preset's defaults go under the user's own keys
+        data = {**data, "upstreams": {k: apply_preset(u, f"upstreams.{k}") for k, u in ups.items()}}
     routes = data.get("routes")
     if isinstance(routes, dict):  # `stop: "\n"` in a route's search means a list of one
         data = {**data, "routes": {k: ({**r, "search": _search_data(r["search"])}
@@ -391,7 +432,7 @@ def _check_route(cfg: Config, name: str, r: RouteConfig) -> None:
 
 def upstream_config(data: dict[str, Any], name: str = "upstream") -> AnyUpstream:
     """One upstream section from a mapping (tests, benches, `w2s check`), validated like the file's."""
-    return _validate(UpstreamConfig, data, f"upstreams.{name}")
+    return _validate(UpstreamConfig, apply_preset(data, f"upstreams.{name}"), f"upstreams.{name}")
 
 
 def search_params_with(base: SearchParams, overrides: dict[str, Any], where: str = "w2s") -> SearchParams:

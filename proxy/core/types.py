@@ -208,6 +208,7 @@ class SearchResult:
     budget_exhausted: bool = False
     mode: SearchMode = SearchMode.CBS  # what ran: the planned mode, or where a fallback took it
     mode_changes: list[ModeChange] = field(default_factory=list)  # each fallback, with its reason
+    upstream: dict = field(default_factory=dict)  # what the upstream was found to do (its capabilities)
     lost_draws: int = 0  # draws that failed after their retries, over every round
     notes: list[str] = field(default_factory=list)  # every round's notes, each once
 

@@ -156,15 +156,19 @@ class _Live(Collector):
         cooldowns = CounterMetricFamily("w2s_upstream_cooldowns_total", "cooldowns started", labels=["upstream"])
         max_n = GaugeMetricFamily("w2s_upstream_max_n", "draws one upstream call may ask for (n), as configured "
                                   "or as learned from a server that ignores or caps n", labels=["upstream"])
+        style = GaugeMetricFamily("w2s_upstream_continuation_style", "1 for the way a chat-continue upstream's "
+                                  "partial answer is marked (vllm, prefix, partial, plain)", labels=["upstream", "style"])
         for name, guard in engine.upstreams.items():
             h = guard.health
             cooling.add_metric([name], float(h.cooling_down))
             fails.add_metric([name], h.consecutive_failures)
             cooldowns.add_metric([name], h.cooldowns)
-            n = guard.capabilities().get("max_n")
-            if isinstance(n, int):
-                max_n.add_metric([name], n)
-        yield from (cooling, fails, cooldowns, max_n)
+            caps = guard.capabilities()
+            if isinstance(caps.get("max_n"), int):
+                max_n.add_metric([name], caps["max_n"])
+            if "continuation_style" in caps:
+                style.add_metric([name, caps["continuation_style"]], 1.0)
+        yield from (cooling, fails, cooldowns, max_n, style)
 
 
 def _histogram(name: str, doc: str, seen: dict[float, int], buckets: tuple[float, ...]) -> HistogramMetricFamily:

@@ -122,10 +122,15 @@ def apply_stop(text: str, stops: list[str], echo: bool) -> tuple[str, bool]:
 
 class FaultUpstream:
     def __init__(self, include_usage: bool = True, ignore_n: bool = False, new_turn: bool = False,
-                 echo_stops: bool = False):
+                 echo_stops: bool = False, style: str | None = None, repeat_prefix: bool = False):
         self.include_usage = include_usage
         self.ignore_n = ignore_n  # one choice, whatever n asks
         self.new_turn = new_turn  # chat: a trailing assistant message gets a fresh answer, not a continuation
+        # chat: continue a trailing assistant message only when it is marked this way (vllm: the body's
+        # continue_final_message; prefix / partial: that key on the message; plain: no mark at all), as the
+        # hosted APIs do; any other trailing assistant message gets a new turn.
+        self.style = style
+        self.repeat_prefix = repeat_prefix  # chat: the reply repeats the partial answer before continuing it
         self.echo_stops = echo_stops  # the matched stop string stays in the text
         self.requests: list[Recorded] = []
         self.rule: Rule | None = None
@@ -256,11 +261,13 @@ class FaultUpstream:
             last = last_message(body)
             continued = last.get("content") if last.get("role") == "assistant" else None
             default = " m"
-            if self.new_turn and continued is not None:
+            if (self.new_turn or not self._marked(body, last)) and continued is not None:
                 # A fresh answer starts over, whatever was written already.
                 default = "The movie was great, and I'm glad I saw it"
                 continued = "0, " if count_on(continued) is not None else None  # a count starts again at 1
             choices = self._choices(body, f, continued, default)
+            if self.repeat_prefix and continued and not self.new_turn and self._marked(body, last):
+                choices = [(continued + t, fin) for t, fin in choices]
             n = len(choices)
             out = {
                 "id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
@@ -274,6 +281,16 @@ class FaultUpstream:
             return out
 
         return await self._serve(request, ok)
+
+    def _marked(self, body: dict, last: dict) -> bool:
+        """Whether a trailing assistant message is marked for continuation the way this server's style wants."""
+        marks = {"vllm": body.get("continue_final_message") is True, "prefix": last.get("prefix") is True,
+                 "partial": last.get("partial") is True}
+        if self.style is None:
+            return True  # continues any trailing assistant message
+        if self.style == "plain":
+            return not any(marks.values())
+        return marks[self.style]
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         def ok(body: dict, f: Fault) -> dict:

@@ -76,7 +76,7 @@ def test_a_key_of_another_openai_mode_is_an_error_naming_that_mode():
      "upstreams.u.provider: unknown value 'azure' (one of local, openai, anthropic)"),
     (base(upstreams={"u": {"model": "x"}}), "upstreams.u: missing required key provider"),
     (base(upstreams={"u": {"provider": "openai", "mode": "chat", "model": "x"}}),
-     "upstreams.u.mode: unknown value 'chat' (one of completions, chat-continue, chat-only)"),
+     "upstreams.u.mode: unknown value 'chat' (one of completions, chat-continue, chat-only"),
     (base(guides={"g": {"kind": "rm", "tuned": {"model": "m"}, "untuned": {"model": "m"}}}),
      "guides.g.kind: unknown value 'rm' (one of pair)"),
     (base(guides={"g": {"tuned": {"model": "m", "sys": "x"}, "untuned": {"model": "m"}}}),

@@ -96,11 +96,15 @@ def test_a_server_that_starts_a_new_turn_is_never_used_for_cbs(odd):
     trace = r.model_extra["w2s"]
     assert raw.headers["x-w2s-mode"] == "bon-approx" and trace["mode"] == "bon-approx"
     assert len(trace["rounds"]) == 1  # whole answers, one round: nothing stitched from restarts
-    probe = fake.requests[0].body
-    assert probe["temperature"] == 0 and probe["messages"][-1] == {"role": "assistant",
-                                                                 "content": "1, 2, 3, 4, 5, 6, 7, 8, 9, 1"}
-    assert probe["continue_final_message"] is True
-    assert all(x.body["messages"][-1]["role"] == "user" for x in fake.requests[1:])  # no prefix sent again
+    # `continuation: auto` probed each way of marking the partial answer, in order; none continued.
+    probes = [x.body for x in fake.requests[:4]]
+    assert all(b["temperature"] == 0 and b["messages"][-1]["content"] == "11, 12, 13, 14, 15, 16, 17, 18, 19, 2"
+               for b in probes)
+    assert probes[0]["continue_final_message"] is True and probes[1]["messages"][-1]["prefix"] is True
+    assert probes[2]["messages"][-1]["partial"] is True
+    assert probes[3]["messages"][-1] == {"role": "assistant", "content": "11, 12, 13, 14, 15, 16, 17, 18, 19, 2"}
+    assert "continue_final_message" not in probes[3]
+    assert all(x.body["messages"][-1]["role"] == "user" for x in fake.requests[4:])  # no prefix sent again
     assert any("does not continue a partial answer" in n for n in trace["notes"])
     info = card(srv, "odd-cbs")
     assert info["mode"] == "bon-approx" and info["upstream"]["continuation"] == "failed"
