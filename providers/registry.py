@@ -12,6 +12,7 @@ SAMPLERS: dict[DrawMode, str] = {
     DrawMode.COMPLETIONS: "w2s.providers.openai:CompletionsSampler",
     DrawMode.CHAT_CONTINUE: "w2s.providers.openai:ChatContinueSampler",
     DrawMode.CHAT_ONLY: "w2s.providers.openai:ChatOnlySampler",
+    DrawMode.RESPONSES: "w2s.providers.openai_responses:ResponsesSampler",
     DrawMode.ANTHROPIC_PREFILL: "w2s.providers.anthropic:AnthropicSampler",
 }
 

@@ -23,11 +23,12 @@ class DrawMode(StrEnum):
     CHAT_CONTINUE = "chat-continue"  # chat completions ending in the partial assistant message
     ANTHROPIC_PREFILL = "anthropic-prefill"  # Messages API, the partial answer as assistant prefill
     CHAT_ONLY = "chat-only"  # chat completions that cannot continue: whole answers only
+    RESPONSES = "responses"  # OpenAI's Responses API (models served only there): whole answers only
 
     @property
     def continues(self) -> bool:
         """Whether this way of drawing can continue a partial answer (before any probe says otherwise)."""
-        return self is not DrawMode.CHAT_ONLY
+        return self not in (DrawMode.CHAT_ONLY, DrawMode.RESPONSES)
 
 
 class SearchMode(StrEnum):
