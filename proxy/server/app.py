@@ -26,9 +26,10 @@ from aiohttp import web
 from w2s.proxy.api.wire_errors import api_for_path
 from w2s.proxy.core.config import Config, resolve_secret
 from w2s.proxy.core.errors import AuthError, W2SError
-from w2s.proxy.server import handlers_anthropic, handlers_openai
+from w2s.proxy.server import handlers_anthropic, handlers_openai, handlers_responses
 from w2s.proxy.server.http_errors import as_w2s_error, error_response
 from w2s.proxy.server.metrics import CONTENT_TYPE, ProxyMetrics
+from w2s.proxy.server.response_store import ResponseStore
 from w2s.proxy.server.service import ROUTE_KEY, SERVICE, Service
 from w2s.proxy.server.ui import routes as ui_routes
 
@@ -64,6 +65,7 @@ def create_app(config: Config, engine: Engine | None = None) -> web.Application:
     app[SERVICE] = Service(engine, config.server, metrics, ui_routes.recent_searches(config.ui))
     app[OWNS_ENGINE] = owns
     app[CONFIG] = config
+    app[handlers_responses.STORE] = ResponseStore(config.responses)  # this replica's stored responses
     # Resolved now: a missing os.environ/NAME key fails at startup, not per request.
     app[API_KEYS] = tuple(k for k in (resolve_secret(k) for k in config.server.api_keys) if k)
     app.cleanup_ctx.append(_engine_lifecycle)
@@ -73,6 +75,9 @@ def create_app(config: Config, engine: Engine | None = None) -> web.Application:
     r.add_get("/v1/models", handlers_openai.list_models)
     r.add_get("/v1/models/{model}", handlers_openai.get_model)
     r.add_post("/v1/messages", handlers_anthropic.messages)
+    r.add_post("/v1/responses", handlers_responses.create)
+    r.add_get("/v1/responses/{response_id}", handlers_responses.retrieve)
+    r.add_delete("/v1/responses/{response_id}", handlers_responses.delete)
     r.add_get("/health", health)
     r.add_get("/ready", ready)
     r.add_get("/metrics", metrics_text)
