@@ -154,7 +154,8 @@ def timed(fn):
 def test_a_dead_upstream_fails_fast_after_the_first_failures_and_a_probe_brings_it_back(flaky, server_thread):
     srv, fake = flaky(cooldown=4.0)
     fake.rule = lambda path, body: Fault.error(500, "upstream on fire")
-    call = lambda: oai(srv).completions.create(model="flaky-pass", prompt="x", max_tokens=2)  # noqa: E731
+    def call():
+        return oai(srv).completions.create(model="flaky-pass", prompt="x", max_tokens=2)
     first = [timed(call) for _ in range(2)]
     assert [s for s, _ in first] == [502, 502]  # each paid its retries
     sent = fake.count("/v1/completions")
@@ -188,7 +189,8 @@ def test_a_dead_upstream_fails_fast_after_the_first_failures_and_a_probe_brings_
 def test_a_connection_refused_upstream_cools_down_and_traffic_returns_when_the_cooldown_ends(flaky, server_thread):
     srv, fake = flaky(cooldown=1.0)
     server_thread.run(fake.close())  # dead: connection refused
-    call = lambda: oai(srv).completions.create(model="flaky-pass", prompt="x", max_tokens=2)  # noqa: E731
+    def call():
+        return oai(srv).completions.create(model="flaky-pass", prompt="x", max_tokens=2)
     assert [timed(call)[0] for _ in range(3)] == [502, 502, 503]
     server_thread.run(fake.start())  # back on the same port
     fake.rule = lambda path, body: Fault.error(500) if path.endswith("/models") else None  # the probe still fails

@@ -69,7 +69,8 @@ async def test_finished_beams_stay_in_the_pool_and_compete():
 
 
 async def test_identical_candidates_are_scored_once_and_take_one_slot():
-    same = lambda prefix, sibling, limit: Chunk(" same", "length", completion_tokens=1)  # noqa: E731
+    def same(prefix, sibling, limit):
+        return Chunk(" same", "length", completion_tokens=1)
     params = SearchParams(w=2, k=3, l=1, max_tokens=2)
     result, _, guide = await run(params, ScriptedSampler(script=same))
     check_invariants(result, params)
@@ -78,7 +79,8 @@ async def test_identical_candidates_are_scored_once_and_take_one_slot():
 
 
 async def test_duplicates_stay_apart_for_independent_draws():
-    same = lambda prefix, sibling, limit: Chunk(" same", "length", completion_tokens=1)  # noqa: E731
+    def same(prefix, sibling, limit):
+        return Chunk(" same", "length", completion_tokens=1)
     params = SearchParams(w=3, k=1, l=None, max_tokens=1, n=3)
     result = await search(PROMPT, ScriptedSampler(script=same), None, params, mode=SearchMode.PASSTHROUGH)
     assert [a.text for a in result.answers] == [" same"] * 3
@@ -153,7 +155,8 @@ async def test_some_failed_draws_are_counted_and_the_rest_go_on():
 
 
 async def test_a_chunk_reporting_no_tokens_still_makes_progress():
-    nothing = lambda prefix, sibling, limit: Chunk(" x", "length", completion_tokens=0)  # noqa: E731
+    def nothing(prefix, sibling, limit):
+        return Chunk(" x", "length", completion_tokens=0)
     params = SearchParams(w=1, k=2, l=1, max_tokens=3)
     result, _, _ = await run(params, ScriptedSampler(script=nothing))
     assert len(result.rounds) == 3 and result.best.completion_tokens == 3
