@@ -2,16 +2,20 @@
 
     HF_HUB_OFFLINE=1 python -m bench.vllm_check --base http://127.0.0.1:8011/v1 --model-dir DIR
 
-1. `w2s check` on the server as a completions upstream and as a chat-continue upstream.
+1. `w2s check` on the server as a completions upstream and as a chat-continue upstream (the latter tries
+   every continuation style: vllm, prefix, partial, plain).
 2. A proxy server (in this process) with both as upstreams, the SmolLM2 prompted pair as guide:
    a CBS search through each mode (with its trace: rounds, calls, notes, the answer), a
    multi-turn chat sent whole to the completions upstream through its own chat template, and
    the 400 the same chat gets from an upstream configured with a `{prompt}` format string.
+3. A proxy in front of that proxy: `w2s check` on its pass-through route as a chat-continue upstream,
+   every style tried (the proxy takes prefix and partial as continuation, like continue_final_message).
 Writes bench/results/vllm_check/vllm_check.md.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 
 from bench.lib.machine import machine, today
@@ -38,7 +42,8 @@ def config(base: str, model_dir: str) -> dict:
                                        "search": {"w": 2, "k": 2, "l": 8, "max_tokens": 32, "seed": 1}},
                    "cbs-chat": {"upstream": "vllm-chat", "guide": "critic",
                                 "search": {"w": 2, "k": 2, "l": 8, "max_tokens": 32, "seed": 1}},
-                   "format-pass": {"upstream": "vllm-format", "passthrough": True}},
+                   "format-pass": {"upstream": "vllm-format", "passthrough": True},
+                   "chat-pass": {"upstream": "vllm-chat", "passthrough": True}},
         "torch_threads": 1,
     }
 
@@ -83,6 +88,10 @@ async def run(args):
         out["format-pass"] = sent
         cards = (await client.models.list()).data
         out["cards"] = {c.id: c.model_extra["w2s"]["upstream"] for c in cards}
+        front = {"upstreams": {"proxy-front": {"provider": "openai", "mode": "chat-continue",
+                                               "base_url": f"http://127.0.0.1:{port}/v1", "model": "chat-pass"}}}
+        # In a thread: this process serves the proxy `w2s check` talks to.
+        out["front"] = await asyncio.to_thread(w2s_check, front, "proxy-front")
         await client.close()
     finally:
         await runner.cleanup()
@@ -102,6 +111,9 @@ def report(out, args, elapsed) -> str:
     parts.append("## The same chat to a `{prompt}` format-string upstream\n\n```\n" + str(out["format-pass"]) + "\n```\n")
     parts.append("## What /v1/models says of each route's upstream\n\n```\n" + json.dumps(out["cards"], indent=1)
                  + "\n```\n")
+    code, text = out["front"]
+    parts.append(f"## A proxy in front of the proxy (its pass-through route over vLLM)\n\n`w2s check proxy-front` "
+                 f"(exit status {code}):\n\n```\n{text}\n```\n")
     return "\n".join(parts)
 
 

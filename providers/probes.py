@@ -46,7 +46,7 @@ class Report:
         for v in self.verdicts:
             mark = {True: "ok", False: "NO", None: "n/a"}[v.ok]
             took = f" ({v.seconds * 1000:.0f} ms)" if v.seconds is not None else ""
-            out.append(f"  {v.capability:<14} {mark:<4} {v.detail}{took}")
+            out.append(f"  {v.capability:<21} {mark:<4} {v.detail}{took}")
         out.append("verdict: " + ("CBS can run as configured" if self.blocking is None
                                   else f"CBS cannot run as configured: {self.blocking}"))
         advice = {k: v for verdict in self.verdicts for k, v in verdict.config.items()}
@@ -80,7 +80,7 @@ async def check_styles(s: ChatContinueSampler) -> list[Verdict]:
     verdicts = []
     for style in STYLES:
         out, seconds = await timed(lambda style=style: s.probe_style(style))
-        v = _continuation_verdict(f"cont. {style}", out, seconds)
+        v = _continuation_verdict(f"continuation:{style}", out, seconds)
         v.config = {}
         verdicts.append(v)
     works = [st for st, v in zip(STYLES, verdicts) if v.ok]

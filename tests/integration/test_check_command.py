@@ -31,9 +31,14 @@ def verdicts(out: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("modes, mode, rc, expect, advice", [
-    ({}, "chat-continue", 0, {"n": "ok", "continuation": "ok", "stop": "ok", "usage": "ok"}, None),
+    ({}, "chat-continue", 0, {"n": "ok", "continuation:vllm": "ok", "continuation:plain": "ok", "stop": "ok",
+                              "usage": "ok"}, "continuation: vllm"),
+    ({"style": "partial"}, "chat-continue", 0, {"continuation:vllm": "NO", "continuation:prefix": "NO",
+                                                "continuation:partial": "ok", "continuation:plain": "NO"},
+     "continuation: partial"),
     ({"ignore_n": True}, "completions", 0, {"n": "NO", "continuation": "ok"}, "max_n: 1"),
-    ({"new_turn": True}, "chat-continue", 1, {"continuation": "NO"}, "mode: chat-only"),
+    ({"new_turn": True}, "chat-continue", 1, {f"continuation:{s}": "NO" for s in ("vllm", "prefix", "partial",
+                                                                                   "plain")}, "mode: chat-only"),
     ({"include_usage": False}, "completions", 0, {"usage": "NO"}, None),
     ({"echo_stops": True}, "completions", 0, {"stop": "NO", "continuation": "ok"}, None),
 ])

@@ -252,13 +252,27 @@ def remote_config(up: Upstream) -> dict:
     }
 
 
-@pytest.fixture(scope="session")
-async def proxy(upstream):
-    """An Engine whose upstreams are all remote (the loopback server), served by a second app."""
+class SessionGuide:
+    """The session engine's guide, whose weights are loaded there: this engine loads none itself."""
+
+    def __init__(self, guide):
+        self.guide, self.name, self.model_names = guide, guide.name, set()
+
+    async def start(self) -> None:
+        pass
+
+    def session(self, prompt: Prompt):
+        return self.guide.session(prompt)
+
+
+@pytest.fixture(scope="module")
+async def proxy(upstream, engine):
+    """An Engine whose upstreams are all remote (the loopback server), served by a second app.
+    Its samplers are built from the config; its guide is the session's (the same prompted pair)."""
     from w2s.proxy.engine import Engine
 
     cfg = parse_config(remote_config(upstream), "remote-test")
-    eng = Engine(cfg)
+    eng = Engine(cfg, guides={"positive-critic": SessionGuide(engine.guides["positive-critic"])})
     await eng.start()
     app = create_app(cfg, eng)
     runner, port = await start(app, "127.0.0.1", 0)
@@ -278,7 +292,7 @@ async def test_engine_runs_every_remote_route_end_to_end(proxy, upstream):
         calls = upstream.take()
         if route == "r-chat-continue":  # first use: the continuation probe, once, before the search
             probe, *calls = calls
-            assert probe.body["temperature"] == 0 and probe.body["messages"][-1]["content"].endswith("9, 1")
+            assert probe.body["temperature"] == 0 and probe.body["messages"][-1]["content"].endswith("19, 2")
             assert probe.response["choices"][0]["message"]["content"].startswith("0")  # Gemma continues it
         assert result.mode == mode, route
         assert result.best.text and result.upstream_calls == len(calls) > 0

@@ -73,6 +73,22 @@ class Fault:
                    headers={"x-should-retry": "false", "request-id": "req_fake_prefill"})
 
     @classmethod
+    def context_too_long(cls, style: str = "openai", limit: int = 4096, asked: int = 5000) -> "Fault":
+        """The upstream's own "prompt too long" 400, as OpenAI (its code), vLLM or Anthropic word it."""
+        if style == "openai":
+            body = {"error": {"message": f"This model's maximum context length is {limit} tokens. However, your "
+                                         f"messages resulted in {asked} tokens.", "type": "invalid_request_error",
+                              "param": "messages", "code": "context_length_exceeded"}}
+        elif style == "vllm":
+            body = {"object": "error", "message": f"This model's maximum context length is {limit} tokens. However, "
+                                                  f"you requested {asked} tokens. Please reduce the length.",
+                    "type": "BadRequestError", "param": None, "code": 400}
+        else:
+            body = {"type": "error", "error": {"type": "invalid_request_error",
+                                               "message": f"prompt is too long: {asked} tokens > {limit} maximum"}}
+        return cls("status", status=400, body=body)
+
+    @classmethod
     def sleep(cls, seconds: float) -> "Fault":
         return cls("sleep", delay=seconds)
 
@@ -294,11 +310,17 @@ class FaultUpstream:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         def ok(body: dict, f: Fault) -> dict:
+            last = last_message(body)
+            prefill = last.get("content") if last.get("role") == "assistant" else None
+            # A prefilled count is continued, unless this endpoint starts a new turn whatever it gets.
+            counted = count_on(prefill) if isinstance(prefill, str) and not self.new_turn else None
+            text, stopped = apply_stop(counted if counted is not None else " a0", body.get("stop_sequences") or [],
+                                       False)
             return {
                 "id": f"msg_{next(self._ids)}", "type": "message", "role": "assistant",
                 "model": body.get("model", "fake"),
-                "content": [{"type": "text", "text": f.text if f.text is not None else " a0"}],
-                "stop_reason": f.finish or "max_tokens", "stop_sequence": None,
+                "content": [{"type": "text", "text": f.text if f.text is not None else text}],
+                "stop_reason": f.finish or ("stop_sequence" if stopped else "max_tokens"), "stop_sequence": None,
                 "usage": {"input_tokens": 11, "output_tokens": 3,
                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
             }

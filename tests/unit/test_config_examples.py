@@ -29,6 +29,7 @@ async def test_config_yaml_remote_examples_parse_and_build(monkeypatch):
     assert set(remote) <= routes_using, "every example upstream has an example route"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-example")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-example")
+    monkeypatch.setenv("MOONSHOT_API_KEY", "sk-kimi-example")
     cfg = parse_config(data, "config.yaml (examples uncommented)")
     for name in remote:
         s = make_sampler(name, cfg.upstreams[name], None)

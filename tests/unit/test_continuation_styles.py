@@ -162,8 +162,8 @@ def test_w2s_check_tries_every_style_against_a_proxy_in_front_of_a_proxy(fresh_s
     server_thread.run(inner_engine.aclose())
     lines = "\n".join(report.lines())
     for style in STYLES:
-        assert f"cont. {style}" in lines
-    conts = [v for v in report.verdicts if v.capability.startswith("cont.")]
+        assert f"continuation:{style}" in lines
+    conts = [v for v in report.verdicts if v.capability.startswith("continuation:")]
     assert [v.ok for v in conts] == [True] * 4 and report.blocking is None
     assert "continuation: vllm  # continues exactly: vllm, prefix, partial, plain" in lines
     assert "probe cost 1 call(s)" in conts[1].detail
@@ -176,3 +176,23 @@ def test_the_probe_tells_a_repeat_from_a_new_answer():
     assert judge(PREFIX + "0").ok and judge(PREFIX + "0").repeats
     assert not judge("1, 2, 3, 4").ok  # a fresh count starts at 1, never at 11
     assert asyncio.iscoroutinefunction(check)
+
+
+@pytest.mark.parametrize("new_turn, mode", [(False, "cbs"), (True, "bon-approx")])
+def test_another_vendors_anthropic_endpoint_gets_the_prefill_probe(fresh_servers, server_thread, new_turn, mode):
+    """`provider: anthropic` with another base_url: prefill is probed before CBS relies on it."""
+    from w2s.proxy.engine import Engine
+
+    fake = server_thread.run(FaultUpstream(new_turn=new_turn).start())
+    cfg = parse_config({**config(""), "upstreams": {"host": {"provider": "anthropic", "base_url": fake.base_url,
+                                                             "model": "claude-like", "max_retries": 0}}})
+    engine = Engine(cfg, guides={"g": ScriptedScorer("g")})
+    server_thread.run(engine.start())
+    srv = fresh_servers(cfg, engine)
+    headers, trace = search(srv)
+    server_thread.run(engine.aclose())
+    server_thread.run(fake.close())
+    assert headers["x-w2s-mode"] == mode
+    probe = fake.requests[0].body
+    assert probe["messages"][-1] == {"role": "assistant", "content": PREFIX} and probe["temperature"] == 0
+    assert trace["upstream"]["prefill_probe"]["continuation"] == ("failed" if new_turn else "verified")
