@@ -24,7 +24,6 @@ it; a worker on another node builds its own copy once, under the cache's lock.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -101,7 +100,7 @@ class RayRunner:
                 raise W2SError(f"cannot start or reach Ray at {where}: {why}") from None
             self._owns_ray = True
         n = self.opts.workers or self._default_workers(ray.cluster_resources())
-        config = dataclasses.replace(self.config, torch_threads=self.threads)
+        config = self.config.model_copy(update={"torch_threads": self.threads})
         from w2s.proxy.batch.ray_worker import BatchWorker
 
         actor = ray.remote(BatchWorker).options(

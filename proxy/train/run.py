@@ -147,7 +147,7 @@ def _identity(opts: TrainOptions, mcfg: ModelConfig) -> dict:
     """What a resumed run must share with the run it resumes (--max-steps may grow)."""
     s = asdict(opts.settings)
     s.pop("max_steps")
-    return {"prefs_sha256": hashlib.sha256(opts.prefs.read_bytes()).hexdigest(), "model": asdict(mcfg),
+    return {"prefs_sha256": hashlib.sha256(opts.prefs.read_bytes()).hexdigest(), "model": mcfg.model_dump(),
             "side": {"system": opts.side.system, "template": opts.side.template}, "held_out": opts.held_out,
             "max_length": opts.max_tokens, "settings": s}
 

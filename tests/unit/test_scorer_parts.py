@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def test_dtype_auto_keeps_guides_in_float32_on_accelerators():
     """A guide score is a difference of two log-prob sums: bf16 moves it by ~1 nat
-    (bench/results/scorer.md), so `auto` only picks bf16 for upstream-only models."""
+    (bench/results/scorer/scorer.md), so `auto` only picks bf16 for upstream-only models."""
     import torch
 
     from w2s.proxy.runtime.loading import pick_dtype
