@@ -140,3 +140,12 @@ def test_the_search_is_named_steps_none_long_or_complex():
             assert node.end_lineno - node.lineno + 1 <= 40, f"{node.name} is over 40 lines"
     worst = max(cc_visit(source), key=lambda b: b.complexity)
     assert worst.complexity <= 25, f"{worst.name}: cyclomatic complexity {worst.complexity}"
+
+
+def test_no_function_in_providers_is_complex():
+    """One sampler class per way of drawing keeps each provider's functions simple (radon cc <= 12)."""
+    from radon.complexity import cc_visit
+
+    worst = max((b.complexity, f"{p.relative_to(ROOT)}:{b.name}")
+                for p in (ROOT / "providers").rglob("*.py") for b in cc_visit(p.read_text()))
+    assert worst[0] <= 12, f"{worst[1]}: cyclomatic complexity {worst[0]}"
