@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 
+from w2s.proxy.core.context import TokenCount
 from w2s.proxy.core.errors import W2SError
 from w2s.proxy.core.health import UpstreamHealth
 from w2s.proxy.core.interfaces import Sampler
-from w2s.proxy.core.types import SampleRequest, SampleResult
+from w2s.proxy.core.types import Prompt, SampleRequest, SampleResult
 
 log = logging.getLogger("w2s.providers.health")
 
@@ -41,6 +42,16 @@ class HealthGuard:
 
     def capabilities(self) -> dict:
         return self.inner.capabilities()
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The upstream's context when known (proxy/core/context.py); None for parts that say nothing."""
+        return getattr(self.inner, "context_tokens", None)
+
+    async def count_prompt(self, prompt: Prompt, bound: int | None) -> TokenCount | None:
+        """The upstream's count of the prompt's tokens; None when it cannot count."""
+        count = getattr(self.inner, "count_prompt", None)
+        return None if count is None else await count(prompt, bound)
 
     async def prepare(self, continuation: bool) -> None:
         self.health.check()

@@ -7,19 +7,25 @@ searches are merged into one generate call (providers/generate_batcher.py).
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from w2s.providers.generate_batcher import GenerateBatcher, GenerateStats
+from w2s.providers.prefix_cache import SHARE_MIN, PrefixCache, expanded, shared_len
+from w2s.providers.prefix_cache import inputs as prefix_inputs
 from w2s.providers.row_sampling import RowSampler, RowSettings, row_seed
+from w2s.proxy.core import context
 from w2s.proxy.core.config import LocalUpstream
+from w2s.proxy.core.context import TokenCount
+from w2s.proxy.core.errors import ContextLengthExceeded
 from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.rendering import check_fits, render
-from w2s.proxy.core.types import Chunk, SampleRequest, SampleResult
+from w2s.proxy.core.types import Chunk, Prompt, SampleRequest, SampleResult
 from w2s.proxy.runtime.adapters import generate_kwargs
-from w2s.proxy.runtime.loading import LoadedModel
+from w2s.proxy.runtime.loading import LoadedModel, counting_tokenizer
 from w2s.proxy.runtime.pool import ModelPool
 
 UNBOUNDED = 1024  # a continuation with max_tokens=None stops here at the latest
@@ -47,6 +53,7 @@ class LocalSampler:
         self.pool = pool
         self.model_names = (cfg.model,)
         self.batcher = GenerateBatcher(self._run_batch, cfg.max_batch_rows)
+        self.prefixes = PrefixCache()  # long prompts' KV caches (providers/prefix_cache.py), model thread only
 
     @classmethod
     def from_config(cls, name: str, cfg: LocalUpstream, pool: ModelPool) -> "LocalSampler":
@@ -58,10 +65,28 @@ class LocalSampler:
         return self.batcher.stats
 
     async def start(self) -> None:
-        pass  # the pool has loaded the model; nothing to probe in process
+        # The pool has loaded the model; build the copy of its tokenizer that counts prompts (seconds
+        # for a large vocabulary), so that the first request is not the one that waits for it.
+        await asyncio.to_thread(counting_tokenizer, self.pool.get(self.cfg.model).tokenizer)
 
     async def prepare(self, continuation: bool) -> None:
         pass  # in process: every prefix is continued exactly
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context (proxy/runtime/loading.py context_of)."""
+        return self.pool.get(self.cfg.model).context_tokens
+
+    async def count_prompt(self, prompt: Prompt, bound: int | None) -> TokenCount:
+        """The prompt's tokens as this model reads them (proxy/core/context.py), off the event loop."""
+        return await asyncio.to_thread(self._count_prompt, prompt, bound)
+
+    def _count_prompt(self, prompt: Prompt, bound: int | None) -> TokenCount:
+        m = self.pool.get(self.cfg.model)
+        rendered = render(prompt, m.tokenizer, self.cfg.template)  # as _Batch.of
+        enc, special = counting_tokenizer(m.tokenizer), rendered.add_special_tokens
+        return context.count(rendered.text + prompt.prefill,
+                             lambda t: len(enc.encode(t, add_special_tokens=special).ids), bound)
 
     def capabilities(self) -> dict:
         return {"continuation": "exact (in process)", "max_n": self.batcher.max_rows}
@@ -84,26 +109,71 @@ class LocalSampler:
         await self.batcher.aclose()
 
     def _generate(self, m: LoadedModel, reqs: list[SampleRequest]) -> list[list[Chunk]]:
-        """One generate call for requests with the same stop strings (see generate_batcher.merge_key)."""
-        tok, model = m.tokenizer, m.model
-        stops = tuple(reqs[0].stop) + tuple(self.cfg.stop)  # the same for every request in `reqs`
+        """One generate call for requests with the same stop strings (see generate_batcher.merge_key).
+
+        A long prompt (prefix_cache.SHARE_MIN tokens or more) is prefilled once and its KV cache
+        reused by every row and round; requests on different long prompts run one call each."""
+        tok = m.tokenizer
         batch = _Batch.of(reqs, tok, self.cfg.template)
-        enc = tok(batch.texts, return_tensors="pt", padding=True, padding_side="left",
-                  add_special_tokens=batch.add_special)
-        eos_ids = _eos_ids(m)
-        in_len = enc["input_ids"].shape[1]
-        gen_kw = _generate_kwargs(m, batch, eos_ids, in_len, stops)
-        with torch.inference_mode():
-            out = model.generate(input_ids=enc["input_ids"].to(m.device),
-                                 attention_mask=enc["attention_mask"].to(m.device), **gen_kw)  # (B, in_len + new)
-        prompt_lens = enc["attention_mask"].sum(dim=1).tolist()  # (B,)
-        chunks = [_chunk(tok, out[b, in_len:].tolist()[:limit], eos_ids, stops, int(prompt_lens[b]))
-                  for b, limit in enumerate(batch.limits)]
-        out_chunks, at = [], 0  # back to one list per request
+        rows = [tok(t, add_special_tokens=batch.add_special)["input_ids"] for t in batch.texts]
+        _check_window(m, rows, batch.limits, self.name)
+        long_rows = max(len(r) for r in rows) >= SHARE_MIN
+        prompts = {p: tok(p, add_special_tokens=batch.add_special)["input_ids"]
+                   for p in dict.fromkeys(batch.prompts)} if long_rows else {}
+        long_prompts = [p for p in prompts.values() if len(p) >= SHARE_MIN]
+        if len(prompts) > 1 and long_prompts:
+            return self._per_prompt(m, reqs, batch.prompts)
+        shared = shared_len(rows, long_prompts[0]) if long_prompts else 0
+        if shared >= SHARE_MIN:
+            prefix = self.prefixes.get(m.model, rows[0][:shared], m.adapter)
+            ids, mask = prefix_inputs(shared, rows, tok.pad_token_id)
+            cache = expanded(prefix, len(rows))
+        else:
+            enc = tok(batch.texts, return_tensors="pt", padding=True, padding_side="left",
+                      add_special_tokens=batch.add_special)
+            ids, mask, cache = enc["input_ids"], enc["attention_mask"], None
+        return _split(reqs, self._draw(m, batch, ids, mask, cache, tuple(reqs[0].stop) + tuple(self.cfg.stop)))
+
+    def _per_prompt(self, m: LoadedModel, reqs: list[SampleRequest], prompts: list[str]) -> list[list[Chunk]]:
+        """A merged call over several long prompts: one call per prompt (each with its own cache)."""
+        at, by_prompt = 0, {}
         for r in reqs:
-            out_chunks.append(chunks[at: at + len(r.continuations)])
+            by_prompt.setdefault(prompts[at], []).append(r)
             at += len(r.continuations)
-        return out_chunks
+        out = {id(r): c for group in by_prompt.values() for r, c in zip(group, self._generate(m, group))}
+        return [out[id(r)] for r in reqs]
+
+    def _draw(self, m: LoadedModel, batch: "_Batch", ids, mask, cache, stops: tuple) -> list[Chunk]:
+        """One chunk per row: generate over ids (B, in_len) [after `cache`], cut at EOS or a stop."""
+        tok, eos_ids, in_len = m.tokenizer, _eos_ids(m), ids.shape[1]
+        gen_kw = _generate_kwargs(m, batch, eos_ids, in_len, stops)
+        if cache is not None:
+            gen_kw["cache"] = cache
+        with torch.inference_mode():
+            out = m.model.generate(input_ids=ids.to(m.device), attention_mask=mask.to(m.device),
+                                   **gen_kw)  # (B, in_len + new)
+        prompt_lens = mask.sum(dim=1).tolist()  # (B,)
+        return [_chunk(tok, out[b, in_len:].tolist()[:limit], eos_ids, stops, int(prompt_lens[b]))
+                for b, limit in enumerate(batch.limits)]
+
+
+def _split(reqs: list[SampleRequest], chunks: list[Chunk]) -> list[list[Chunk]]:
+    """One chunk per row -> one list per request, in order."""
+    out, at = [], 0
+    for r in reqs:
+        out.append(chunks[at: at + len(r.continuations)])
+        at += len(r.continuations)
+    return out
+
+
+def _check_window(m: LoadedModel, rows: list[list[int]], limits: list[int], name: str) -> None:
+    """ContextLengthExceeded before any forward pass when a row could run past the model's window."""
+    window = m.context_tokens
+    worst = max(len(r) + lim for r, lim in zip(rows, limits))
+    if window is not None and worst > window:
+        raise ContextLengthExceeded(
+            f"upstream {name!r}: a draw needs {worst} tokens (prompt, partial answer and chunk), more than "
+            f"its {window}-token context. Shorten the prompt or lower max_tokens.", limit=window)
 
 
 @dataclass
@@ -111,17 +181,19 @@ class _Batch:
     """The rows of one merged generate call: one per continuation, requests in order."""
 
     texts: list[str]
+    prompts: list[str]  # each row's rendered prompt (its text without the partial answer)
     limits: list[int]  # each row's own max new tokens
     rows: list[RowSettings]  # each row's own sampling settings and seed
     add_special: bool
 
     @classmethod
     def of(cls, reqs: list[SampleRequest], tok, template: str | None) -> "_Batch":
-        batch = cls([], [], [], True)
+        batch = cls([], [], [], [], True)
         for r in reqs:
             rendered = render(r.prompt, tok, template)
             batch.add_special = rendered.add_special_tokens  # one template per sampler: the same for all
             batch.texts += [rendered.text + c.prefix for c in r.continuations]
+            batch.prompts += [rendered.text] * len(r.continuations)
             batch.limits += [c.max_tokens if c.max_tokens is not None else UNBOUNDED for c in r.continuations]
             batch.rows += [RowSettings(r.temperature, r.top_p, r.top_k, row_seed(r.seed, i))
                            for i in range(len(r.continuations))]

@@ -22,6 +22,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, TypeVar
@@ -29,7 +30,7 @@ from typing import Awaitable, Callable, Iterable, TypeVar
 import httpx2
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from w2s.proxy.core.errors import UpstreamError, UpstreamRefused, UpstreamTimeout
+from w2s.proxy.core.errors import ContextLengthExceeded, UpstreamError, UpstreamRefused, UpstreamTimeout, W2SError
 from w2s.proxy.core.types import Chunk
 
 log = logging.getLogger("w2s.providers.retry")
@@ -84,6 +85,8 @@ def _is_timeout(e: BaseException, errs: SDKErrors) -> bool:
 
 def is_retryable(e: BaseException, errs: SDKErrors) -> bool:
     if isinstance(e, errs.status):
+        if context_error(e) is not None:
+            return False  # the same prompt never fits
         should = _header(e, "x-should-retry")
         if should in ("true", "false"):
             return should == "true"
@@ -171,13 +174,42 @@ def upstream_message(e: BaseException) -> str:
     return str(getattr(e, "message", "") or type(e).__name__)
 
 
+# An upstream's own "prompt too long": OpenAI's code, vLLM's and Anthropic's words, and the limit they state.
+_CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
+_CONTEXT_WORDS = re.compile(r"maximum context length|context length exceeded|context window|prompt is too long"
+                            r"|too many (input )?tokens|exceeds the model's context", re.IGNORECASE)
+_CONTEXT_LIMIT = re.compile(r"maximum context length is (\d+)|> (\d+) maximum|context window of (\d+)"
+                            r"|context length of (\d+)|limit of (\d+) tokens", re.IGNORECASE)
+
+
+def context_error(e: BaseException) -> tuple[str, int | None] | None:
+    """(the upstream's message, the context it states or None) when `e` is a 400 saying the prompt is
+    too long for the model; None for any other error."""
+    if int(getattr(e, "status_code", 0)) not in (400, 413):
+        return None
+    body = getattr(e, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    code = inner.get("code") if isinstance(inner, dict) else None
+    msg = upstream_message(e)
+    if code not in _CONTEXT_CODES and not _CONTEXT_WORDS.search(msg):
+        return None
+    found = _CONTEXT_LIMIT.search(msg)
+    limit = next((int(g) for g in found.groups() if g), None) if found else None
+    return msg, limit
+
+
 def translate(e: BaseException, *, label: str, provider: str, attempts: int, errs: SDKErrors,
-              secrets: Iterable[str | None] = ()) -> UpstreamError:
-    """The SDK failure as the proxy's error: no headers, no secrets, no SDK objects."""
+              secrets: Iterable[str | None] = ()) -> W2SError:
+    """The SDK failure as the proxy's error: no headers, no secrets, no SDK objects.
+
+    An upstream's context-length error is the client's 400 (ContextLengthExceeded), not a 502."""
     tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
     if isinstance(e, errs.status):
         status = int(getattr(e, "status_code", 0))
         msg = redact(upstream_message(e), secrets)[:_MAX_MESSAGE]
+        if (ctx := context_error(e)) is not None:
+            return ContextLengthExceeded(f"{label}: the prompt does not fit the model's context (upstream says: "
+                                         f"{msg})", limit=ctx[1])
         if not is_retryable(e, errs) and 400 <= status < 500:
             return UpstreamRefused(f"{label}: upstream refused the request (HTTP {status}): {msg}",
                                    provider=provider, upstream_status=status)
@@ -208,7 +240,8 @@ async def call_with_retry(
 ) -> T:
     """Run `attempt` (one HTTP request) until it succeeds, fails for good, or retries run out.
 
-    Raises UpstreamError / UpstreamTimeout / UpstreamRefused; CancelledError passes through.
+    Raises UpstreamError / UpstreamTimeout / UpstreamRefused, or ContextLengthExceeded (a 400, never
+    retried); CancelledError passes through.
     """
     stats = stats if stats is not None else RetryStats()
     secrets = tuple(secrets)
@@ -235,7 +268,7 @@ async def call_with_retry(
         reraise=True,
     )
     attempts = 0
-    failure: UpstreamError | None = None
+    failure: W2SError | None = None
     try:
         async for state in retrying:
             with state:
@@ -268,10 +301,14 @@ async def draw_all(draws: list[Draw], size: int) -> list[Chunk]:
     """
     chunks: list[Chunk | None] = [None] * size
     errors: dict[int, UpstreamError] = {}
+    too_long: list[ContextLengthExceeded] = []  # the prompt does not fit: the request fails as a 400
 
     async def one(indices: list[int], call: Callable[[], Awaitable[list[Chunk]]]) -> None:
         try:
             got = await call()
+        except ContextLengthExceeded as e:
+            too_long.append(e)
+            return
         except UpstreamError as e:
             for i in indices:
                 chunks[i] = Chunk(error=e.message)
@@ -283,6 +320,8 @@ async def draw_all(draws: list[Draw], size: int) -> list[Chunk]:
     async with asyncio.TaskGroup() as tg:
         for indices, call in draws:
             tg.create_task(one(indices, call))
+    if too_long:
+        raise too_long[0]
     assert all(c is not None for c in chunks), "a continuation was left without a call"
     if size and all(c.error is not None for c in chunks):
         if errors:

@@ -241,6 +241,7 @@ async def _generate(cfg, args) -> int:
     try:
         await engine.start()
         t_load = time.perf_counter() - t0
+        await engine.check_context(plan, prompt)  # a prompt that cannot fit: the server's 400, said as one line
         result = await engine.run(plan, prompt)
     finally:
         await engine.aclose()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from w2s.providers.generate_batcher import GenerateStats
 from w2s.providers.health import HealthGuard
 from w2s.providers.registry import make_sampler
-from w2s.proxy.core import limits
+from w2s.proxy.core import context, limits
 from w2s.proxy.core.config import Config, RouteConfig, search_params_with
 from w2s.proxy.core.health import UpstreamHealth
 from w2s.proxy.core.interfaces import Sampler, Scorer
@@ -27,6 +27,7 @@ from w2s.proxy.core.search import OnRound, search
 from w2s.proxy.core.types import Prompt, SearchParams, SearchResult
 from w2s.proxy.runtime.pool import ModelPool
 from w2s.scorers.batcher import BatcherStats, RowBatcher
+from w2s.scorers.pair import GuidePair
 from w2s.scorers.registry import make_guide
 
 log = logging.getLogger("w2s.engine")
@@ -115,6 +116,20 @@ class Engine:
         """UpstreamUnavailable (503) while the plan's upstream cools down: fail before admission."""
         self.upstreams[plan.route.config.upstream].health.check()
 
+    async def check_context(self, plan: Plan, prompt: Prompt) -> None:
+        """ContextLengthExceeded (400) when the prompt plus max_tokens cannot fit the upstream's context,
+        or the prompt is over max_prompt_tokens: counted (off the event loop) before admission.
+        Guides fit the prompt to their own window (scorers/pair.py); proxy/core/context.py."""
+        rc, max_tokens = plan.route.config, plan.params.max_tokens
+        sampler = self.upstreams[rc.upstream]
+        window = sampler.context_tokens
+        bounded = limits.prompt_limit(self.config.server.limits, rc.limits, plan.name)
+        if window is None and bounded is None:
+            return
+        n = await sampler.count_prompt(prompt, context.bound_for(max_tokens, window, bounded))
+        if n is not None:
+            context.check(n, max_tokens, window, f"upstream {rc.upstream!r}", bounded)
+
     async def run(self, plan: Plan, prompt: Prompt, on_round: OnRound | None = None) -> SearchResult:
         rc = plan.route.config
         sampler = self.upstreams[rc.upstream]
@@ -124,9 +139,10 @@ class Engine:
             # n independent draws, duplicates kept (what a client of `n` expects).
             result = await search(prompt, sampler, None, plan.params, on_round, mode=plan.mode)
         else:
-            session = self.guides[rc.guide].session(prompt)
+            session = _session(self.guides[rc.guide], prompt, plan.params.max_tokens)
             try:
                 result = await search(prompt, sampler, session, plan.params, on_round, mode=plan.mode)
+                result.note(*getattr(session, "notes", ()))  # e.g. the prompt cut to fit the guide's window
             finally:
                 session.close()
         result.upstream = {"name": rc.upstream, **sampler.capabilities()}  # what the trace shows of it
@@ -153,3 +169,10 @@ class Engine:
         for s in self.upstreams.values():
             await s.aclose()
         self.pool.close()
+
+
+def _session(guide: Scorer, prompt: Prompt, answer_tokens: int):
+    """A guide's session; a pair also hears how long answers may get (it fits the prompt to its window)."""
+    if isinstance(guide, GuidePair):
+        return guide.session(prompt, answer_tokens=answer_tokens)
+    return guide.session(prompt)

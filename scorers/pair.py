@@ -18,6 +18,7 @@ from w2s.proxy.core.rendering import ResponseEncoder
 from w2s.proxy.core.types import Prompt, ScoreItem
 from w2s.proxy.runtime.loading import LoadedModel
 from w2s.proxy.runtime.pool import ModelPool
+from w2s.scorers import window
 from w2s.scorers.batcher import RowBatcher
 from w2s.scorers.rows import PastEntry, Row, RowResult, plan_reuse, supports_reuse
 
@@ -56,19 +57,24 @@ class GuidePair:
             m = self.pool.get(side.model)
             self.sides.append(_Side(side, m, self.incremental and supports_reuse(m.model)))
 
-    def session(self, prompt: Prompt) -> "PairSession":
+    def session(self, prompt: Prompt, answer_tokens: int | None = None) -> "PairSession":
+        """`answer_tokens`: the longest answer the search may write (upstream tokens), budgeted in the
+        guide's window when it cuts the prompt to fit (scorers/window.py)."""
         if not self.sides:
             self.bind()
-        return PairSession(self, prompt)
+        return PairSession(self, prompt, answer_tokens)
 
 
 class PairSession:
     """Scores the candidates of one search; keeps KV for the prompt and the last round."""
 
-    def __init__(self, pair: GuidePair, prompt: Prompt):
+    def __init__(self, pair: GuidePair, prompt: Prompt, answer_tokens: int | None = None):
         self.pair = pair
+        self.prompt = prompt
         self.tokens_computed = 0
-        self._enc = [s.encoder(prompt) for s in pair.sides]
+        self.notes: list[str] = []  # what the search result says of this session (a cut prompt)
+        self._windows = [s.model.context_tokens for s in pair.sides]
+        self._enc = self._fit(window.reserve_for(answer_tokens))
         self._entries: list[list[PastEntry]] = [[] for _ in pair.sides]  # per side: reusable prefixes
         self._prompt_entry: list[PastEntry | None] = [None for _ in pair.sides]
 
@@ -76,16 +82,37 @@ class PairSession:
         """(ids, start): the side's tokens for prompt + response [+ EOS], and where the response starts."""
         return self._enc[side].ids(item.text, item.finished)
 
+    def _fit(self, reserve: int) -> list:
+        """Each side's encoder for the prompt cut (if need be) to fit the guide's window, said in the notes."""
+        encs, cut = window.fit(self.prompt, lambda p: [s.encoder(p) for s in self.pair.sides], self._windows,
+                               reserve, self.pair.name)
+        if cut:
+            held = min(w for w in self._windows if w is not None)
+            self.notes = [f"guide {self.pair.name!r}: the prompt's first {cut} characters were cut for scoring, "
+                          f"to fit the guide's {held}-token context (both sides alike); the upstream read it whole"]
+        return encs
+
+    def _all_ids(self, items: list[ScoreItem]) -> dict[tuple[int, int], tuple[list[int], int]]:
+        """(side, item) -> (ids, start); an answer that outgrew a side's window cuts the prompt further."""
+        ids = {(si, ri): self.token_ids(si, it) for si in range(len(self._enc)) for ri, it in enumerate(items)}
+        longest = max(len(v[0]) - len(self._enc[k[0]].prompt_ids) for k, v in ids.items())  # answer tokens
+        if all(self._windows[si] is None or len(v[0]) <= self._windows[si] for (si, _), v in ids.items()):
+            return ids
+        self._enc = self._fit(2 * longest + window.MARGIN)  # room to grow: re-fits stay rare
+        self.close()  # the caches hold the old cut's keys and values
+        return {(si, ri): self.token_ids(si, it) for si in range(len(self._enc)) for ri, it in enumerate(items)}
+
     async def score(self, items: list[ScoreItem]) -> list[float]:
         pair = self.pair
         if not items:
             return []
+        all_ids = self._all_ids(items)
         await self._ensure_prompt_cache()
         rows: dict[tuple[int, int], Row] = {}  # (side, item) -> its row
         starts: dict[tuple[int, int], int] = {}
         for si, side in enumerate(pair.sides):
             for ri, it in enumerate(items):
-                ids, starts[si, ri] = self.token_ids(si, it)
+                ids, starts[si, ri] = all_ids[si, ri]
                 past, reuse = plan_reuse(ids, self._entries[si]) if side.reuse else (None, 0)
                 rows[si, ri] = Row(ids, past, reuse, keep=side.reuse and not it.finished, adapter=side.model.adapter)
         results = await self._run(rows)

@@ -34,6 +34,7 @@ class EngineRunner:
         request_id = new_id("req_")
         try:
             job = self.job_for(item)
+            await self.engine.check_context(job.plan, job.prompt)  # 400 as the server's, before any work
             result = await self.engine.run(job.plan, job.prompt)
         except asyncio.CancelledError:
             raise

@@ -144,3 +144,18 @@ class UpstreamCannotContinue(W2SError):
     def __init__(self, message: str, *, provider: str = ""):
         super().__init__(message)
         self.provider = provider
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt plus max_tokens does not fit a model's context (or a prompt limit): a 400,
+    never retried and never counted against an upstream's health (the same request fails
+    the same way). `limit`: the model's context in tokens when known (an upstream's own
+    context error may state it: providers/retry.py learns it from there)."""
+
+    code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, limit: int | None = None, prompt_tokens: int | None = None,
+                 param: str | None = "messages"):
+        super().__init__(message, param=param)
+        self.limit = limit
+        self.prompt_tokens = prompt_tokens

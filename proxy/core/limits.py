@@ -21,6 +21,9 @@ class Limits:
     max_candidates: int = 64
     max_tokens: int = 4096  # upstream tokens per answer
     max_rounds: int = 256  # ceil(max_tokens / l): rounds of upstream calls and scoring
+    # Prompt tokens (the upstream's count) one request may send; None = only the model's context
+    # bounds it. Checked with the prompt, before admission (Engine.check_context, proxy/core/context.py).
+    max_prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class RouteLimits:
     max_candidates: int | None = None
     max_tokens: int | None = None
     max_rounds: int | None = None
+    max_prompt_tokens: int | None = None
 
 
 def rounds_of(params: SearchParams) -> int:
@@ -49,10 +53,24 @@ def check(params: SearchParams, server: Limits, route: RouteLimits, route_name: 
         "max_rounds": (rounds_of(params), f"ceil(max_tokens / l) = ceil({params.max_tokens} / {params.l})"),
     }
     for f in fields(Limits):
+        if f.name not in asked:
+            continue  # the prompt's own limit: checked once the prompt is counted (prompt_limit)
         value, what = asked[f.name]
-        own = getattr(route, f.name)
-        limit, where = (own, f"routes.{route_name}.limits") if own is not None else (getattr(server, f.name),
-                                                                                   "server.limits")
+        limit, where = _limit(f.name, server, route, route_name)
         if value > limit:
             raise InvalidRequest(f"{what} = {value} is over the limit {where}.{f.name} = {limit}",
                                  param=f.name, code="limit_exceeded")
+
+
+def _limit(key: str, server: Limits, route: RouteLimits, route_name: str):
+    """(the limit on `key`, where it is set): the route's own value wins."""
+    own = getattr(route, key)
+    if own is not None:
+        return own, f"routes.{route_name}.limits"
+    return getattr(server, key), "server.limits"
+
+
+def prompt_limit(server: Limits, route: RouteLimits, route_name: str) -> tuple[int, str] | None:
+    """(max_prompt_tokens, its config place) for this route, or None when none is set."""
+    limit, where = _limit("max_prompt_tokens", server, route, route_name)
+    return None if limit is None else (limit, f"{where}.max_prompt_tokens")

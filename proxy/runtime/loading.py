@@ -36,6 +36,8 @@ class LoadedModel:
     # The PEFT adapter this name runs with; None = the base weights ("__base__" rows
     # when `model` carries adapters for other names). See proxy/runtime/adapters.py.
     adapter: str | None = None
+    # Tokens it attends over: `context_tokens` in its config, else its own max_position_embeddings.
+    context_tokens: int | None = None
 
     @property
     def weights_id(self) -> int:
@@ -75,7 +77,7 @@ def pick_dtype(want: str, device, guide: bool = False):
     if want == "auto":
         # float32 on CPU and for guides everywhere: it keeps a pair's two log-prob sums
         # (and incremental against full scoring) exact to ~1e-4, where bf16 moves a
-        # 256-token score by up to ~1 nat (bench/results/scorer.md). A small guide in
+        # 256-token score by up to ~1 nat (bench/results/scorer/scorer.md). A small guide in
         # float32 is cheap on a GPU; a large upstream-only model gets bf16 there.
         if guide:
             return torch.float32
@@ -200,4 +202,32 @@ def load_model(name: str, cfg: ModelConfig, guide: bool = False) -> LoadedModel:
     model.to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return LoadedModel(name, model, tok, device, dtype)
+    return LoadedModel(name, model, tok, device, dtype, context_tokens=context_of(model, cfg.context_tokens))
+
+
+def context_of(model, configured: int | None = None) -> int | None:
+    """The model's context: the configured one, at most what its own config says it holds."""
+    own = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+    if configured is None or own is None:
+        return configured or own
+    return min(configured, own)
+
+
+_COUNTERS: dict[int, Any] = {}
+
+
+def counting_tokenizer(tokenizer) -> Any:
+    """A copy of a fast tokenizer's backend for counting off the model thread (one per tokenizer).
+
+    The model thread sets padding on the tokenizer itself for every batch; a tokenizer being
+    reconfigured while another thread encodes fails ("Already borrowed"), so counting threads
+    use this copy, which nobody reconfigures."""
+    got = _COUNTERS.get(id(tokenizer))
+    if got is None:
+        from tokenizers import Tokenizer
+
+        got = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        got.no_padding()
+        got.no_truncation()
+        _COUNTERS[id(tokenizer)] = got
+    return got

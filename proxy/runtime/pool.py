@@ -20,7 +20,7 @@ from typing import Any, Callable
 from w2s.proxy.core.config import ModelConfig
 from w2s.proxy.core.errors import ModelLoadError
 from w2s.proxy.runtime import adapters
-from w2s.proxy.runtime.loading import LoadedModel, load_model
+from w2s.proxy.runtime.loading import LoadedModel, context_of, load_model
 
 
 def _set_threads(threads: int | None) -> None:
@@ -67,7 +67,8 @@ class ModelPool:
         wanted = {n: self.configs[n].adapter for n in group if self.configs[n].adapter}
         model, keys = adapters.attach(base.model, wanted) if wanted else (base.model, {})
         for n in group:
-            self._models[n] = replace(base, name=n, model=model, adapter=keys.get(n))
+            self._models[n] = replace(base, name=n, model=model, adapter=keys.get(n),
+                                      context_tokens=context_of(base.model, self.configs[n].context_tokens))
 
     @property
     def loaded(self) -> dict[str, LoadedModel]:

@@ -90,6 +90,7 @@ class Service:
         is cancelled or fails half-way still shows what it cost."""
         engine = self.loaded()
         engine.check_upstream(job.plan)  # a cooling upstream fails fast, before taking a slot
+        await engine.check_context(job.plan, job.prompt)  # a prompt that cannot fit: a 400 before a slot
         loop = asyncio.get_running_loop()
         t_queue = loop.time()
         async with self.admission.slot():
