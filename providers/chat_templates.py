@@ -4,6 +4,7 @@
                                                      #   or chat_template.jinja beside it)
     chat_template: /models/qwen2.5-7b-instruct.gguf   # a GGUF file (its tokenizer.chat_template)
     chat_template: "{% for m in messages %}..."      # the Jinja text itself
+    chat_template: transcript                        # built in: "User:" / "Assistant:" turns, for base models
 
 Read once at start-up; rendering is proxy/core/chat_template.py.
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from w2s.proxy.core.chat_template import ChatTemplate
+from w2s.proxy.core.chat_template import BUILTIN, ChatTemplate
 from w2s.proxy.core.errors import ConfigError
 
 
 def load_chat_template(spec: str, upstream: str) -> ChatTemplate:
     where = f"upstreams.{upstream}.chat_template"
+    if spec in BUILTIN:
+        return BUILTIN[spec]
     if "{%" in spec or "{{" in spec:
         return ChatTemplate(spec, origin=where)
     path = Path(spec).expanduser()

@@ -48,8 +48,9 @@ class _Job:
 
 
 def merge_key(req: SampleRequest) -> tuple:
-    """Requests with equal keys can share a generate call (stop strings are per call in HF generate)."""
-    return tuple(req.stop)
+    """Requests with equal keys can share a generate call (stop strings are per call in HF generate;
+    a raw prompt and a chat may be rendered differently, BOS included)."""
+    return tuple(req.stop), req.prompt.text is None
 
 
 class GenerateBatcher(JobQueue[_Job]):

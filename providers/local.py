@@ -8,11 +8,12 @@ searches are merged into one generate call (providers/generate_batcher.py).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
+from w2s.providers.chat_templates import load_chat_template
 from w2s.providers.generate_batcher import GenerateBatcher, GenerateStats
 from w2s.providers.prefix_cache import SHARE_MIN, PrefixCache, expanded, shared_len
 from w2s.providers.prefix_cache import inputs as prefix_inputs
@@ -54,6 +55,7 @@ class LocalSampler:
         self.model_names = (cfg.model,)
         self.batcher = GenerateBatcher(self._run_batch, cfg.max_batch_rows)
         self.prefixes = PrefixCache()  # long prompts' KV caches (providers/prefix_cache.py), model thread only
+        self.chat_template = load_chat_template(cfg.chat_template, name) if cfg.chat_template else None
 
     @classmethod
     def from_config(cls, name: str, cfg: LocalUpstream, pool: ModelPool) -> "LocalSampler":
@@ -83,7 +85,7 @@ class LocalSampler:
 
     def _count_prompt(self, prompt: Prompt, bound: int | None) -> TokenCount:
         m = self.pool.get(self.cfg.model)
-        rendered = render(prompt, m.tokenizer, self.cfg.template)  # as _Batch.of
+        rendered = render(prompt, m.tokenizer, self.cfg.template, chat_template=self.chat_template)  # as _Batch.of
         enc, special = counting_tokenizer(m.tokenizer), rendered.add_special_tokens
         return context.count(rendered.text + prompt.prefill,
                              lambda t: len(enc.encode(t, add_special_tokens=special).ids), bound)
@@ -94,12 +96,16 @@ class LocalSampler:
     async def sample(self, request: SampleRequest) -> SampleResult:
         notes: tuple[str, ...] = ()
         template = self.cfg.template
-        if template is not None:  # checked here, before a merged generate call could carry it
+        turns = self.chat_template is not None and request.prompt.messages is not None
+        if template is not None and not turns:  # checked here, before a merged generate call could carry it
             check_fits(request.prompt, template, self.name)
             if request.prompt.system_text() and "{system}" not in template:
                 notes = (f"upstream {self.name!r}: its template has no place for the system prompt; "
                          "it was not sent",)
-        chunks = await self.batcher.submit(request.fold_prefill())
+        markers = tuple(s for s in self.chat_template.stop if s not in request.stop) if turns else ()
+        chunks = await self.batcher.submit(replace(request.fold_prefill(), stop=(*request.stop, *markers)))
+        for c in chunks:  # the model began the next turn: the answer ended there (no stop string of the client's)
+            c.stop_sequence = None if c.stop_sequence in markers else c.stop_sequence
         return SampleResult(chunks, calls=1, notes=notes)
 
     async def _run_batch(self, requests: list[SampleRequest]) -> list[list[Chunk]]:
@@ -114,7 +120,7 @@ class LocalSampler:
         A long prompt (prefix_cache.SHARE_MIN tokens or more) is prefilled once and its KV cache
         reused by every row and round; requests on different long prompts run one call each."""
         tok = m.tokenizer
-        batch = _Batch.of(reqs, tok, self.cfg.template)
+        batch = _Batch.of(reqs, tok, self.cfg.template, self.chat_template)
         rows = [tok(t, add_special_tokens=batch.add_special)["input_ids"] for t in batch.texts]
         _check_window(m, rows, batch.limits, self.name)
         long_rows = max(len(r) for r in rows) >= SHARE_MIN
@@ -187,11 +193,11 @@ class _Batch:
     add_special: bool
 
     @classmethod
-    def of(cls, reqs: list[SampleRequest], tok, template: str | None) -> "_Batch":
+    def of(cls, reqs: list[SampleRequest], tok, template: str | None, chat_template=None) -> "_Batch":
         batch = cls([], [], [], [], True)
         for r in reqs:
-            rendered = render(r.prompt, tok, template)
-            batch.add_special = rendered.add_special_tokens  # one template per sampler: the same for all
+            rendered = render(r.prompt, tok, template, chat_template=chat_template)
+            batch.add_special = rendered.add_special_tokens  # one way of rendering per batch (merge_key)
             batch.texts += [rendered.text + c.prefix for c in r.continuations]
             batch.prompts += [rendered.text] * len(r.continuations)
             batch.limits += [c.max_tokens if c.max_tokens is not None else UNBOUNDED for c in r.continuations]

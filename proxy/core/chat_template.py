@@ -21,6 +21,9 @@ class ChatTemplate:
     bos_token: str = ""
     eos_token: str = ""
     origin: str = "config"  # where it came from, for messages
+    # Turn markers: an answer ends where the model starts the next turn itself (chats rendered with it only).
+    stop: tuple[str, ...] = ()
+    own_bos: bool = True  # the template writes the BOS itself (Hugging Face's do); False: the tokenizer adds it
 
     @cached_property
     def _compiled(self):
@@ -48,3 +51,16 @@ class ChatTemplate:
         except TemplateError as e:
             raise InvalidRequest(f"the upstream's chat template ({self.origin}) refused this conversation: {e}",
                                  param="messages") from None
+
+
+# A plain transcript a base model continues naturally: the system prompt, then "User:" / "Assistant:"
+# turns, then "Assistant:" for the answer, which ends where the model writes the next "User:" itself.
+TRANSCRIPT = ChatTemplate(
+    "{% for m in messages %}"
+    "{% if m.role == 'system' %}{{ m.content }}\n\n"
+    "{% elif m.role == 'assistant' %}Assistant: {{ m.content }}\n"
+    "{% else %}User: {{ m.content }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}",
+    origin="the built-in transcript template", stop=("\nUser:",), own_bos=False)
+BUILTIN = {"transcript": TRANSCRIPT}  # chat_template: transcript

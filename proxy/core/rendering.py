@@ -5,7 +5,9 @@ has to match between them but the response text.
 
 Three ways, in order: a chat template given in config (Jinja, proxy/core/chat_template.py),
 a format string with `{system}` and `{prompt}`, or the model's own chat template;
-a model with none gets a plain transcript. A format string holds one user
+a model with none gets a plain transcript. With both a chat template and a format
+string, a raw prompt (/v1/completions) takes the format string, verbatim with
+`{prompt}`, and a chat the chat template. A format string holds one user
 message: an upstream (`strict`) refuses a multi-turn chat it would cut to the
 last user message, with a 400 that says how to fix it.
 
@@ -39,8 +41,8 @@ def render(prompt: Prompt, tokenizer=None, template: str | None = None, system: 
     if system is not None:
         messages = [m for m in messages if m.get("role") not in ("system", "developer")]
         messages.insert(0, {"role": "system", "content": system})
-    if chat_template is not None:
-        return Rendered(chat_template.render(_plain(messages)), False)
+    if chat_template is not None and not (prompt.text is not None and template is not None):
+        return Rendered(chat_template.render(_plain(messages)), not chat_template.own_bos)
     if template is not None:
         if strict is not None:
             check_fits(prompt, template, strict)

