@@ -159,3 +159,17 @@ class ContextLengthExceeded(InvalidRequest):
         super().__init__(message, param=param)
         self.limit = limit
         self.prompt_tokens = prompt_tokens
+
+
+class NoValidAnswer(W2SError):
+    """Every candidate of a search bound to an output format (`response_format`, `text.format`) failed
+    it: not JSON, or not valid against the schema. Never returned as an answer; `notes` are the search's."""
+
+    status = 502
+    type = "upstream_error"
+    anthropic_type = "api_error"
+    code = "no_valid_structured_output"
+
+    def __init__(self, message: str, *, notes: list[str] | tuple[str, ...] = ()):
+        super().__init__(message + (" Search notes: " + "; ".join(notes) if notes else ""))
+        self.notes = list(notes)

@@ -41,15 +41,18 @@ class SearchMode(StrEnum):
     PASSTHROUGH = "passthrough"  # a route with no guide: n independent draws
 
 
-def decide_mode(params: SearchParams, *, exact: bool, passthrough: bool = False) -> SearchMode:
-    """The one place a search's mode is decided: its shape, its route, its upstream's continuation."""
+def decide_mode(params: SearchParams, *, exact: bool, passthrough: bool = False, whole: bool = False) -> SearchMode:
+    """The one place a search's mode is decided: its shape, its route, its upstream's continuation.
+
+    `whole`: the answers cannot be cut into chunks (a tool call, JSON under a format): guided
+    Best-of-N over whole answers, `bon` where the upstream could have continued, else `bon-approx`."""
     if passthrough:
         return SearchMode.PASSTHROUGH
     if params.w * params.k == 1:
         return SearchMode.SAMPLE
     if not exact:
         return SearchMode.BON_APPROX
-    return SearchMode.BON if params.l is None else SearchMode.CBS
+    return SearchMode.BON if params.l is None or whole else SearchMode.CBS
 
 
 @dataclass(frozen=True)

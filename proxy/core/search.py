@@ -24,9 +24,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import Awaitable, Callable
 
-from w2s.proxy.core.errors import UpstreamError
+from w2s.proxy.core.errors import NoValidAnswer, UpstreamError
 from w2s.proxy.core.interfaces import Sampler, ScoringSession
 from w2s.proxy.core.modes import SearchMode, decide_mode
+from w2s.proxy.core.tools import ToolCall, answer_text, check_output
 from w2s.proxy.core.types import (
     Answer,
     CandidateTrace,
@@ -56,14 +57,16 @@ class _Beam:
     stop_sequence: str | None = None
     parent: int | None = None  # index of the parent in the previous round's candidates
     index: int = -1  # index in this round's candidates (the trace's numbering)
+    tool_calls: tuple[ToolCall, ...] = ()  # a whole answer that calls tools
+    rejected: str | None = None  # why it cannot be returned (the request's output format)
 
     @property
-    def key(self) -> tuple[str, bool]:
-        return (self.text, self.finished)
+    def key(self) -> tuple[str, bool, tuple[ToolCall, ...]]:
+        return (self.text, self.finished, self.tool_calls)
 
     def score_item(self, eos_on_length: bool) -> ScoreItem:
         eos = self.finished and (self.finish_reason == "stop" or eos_on_length)
-        return ScoreItem(self.text, eos)
+        return ScoreItem(answer_text(self.text, self.tool_calls), eos)  # a call is scored as text
 
     def finish(self, reason: FinishReason, stop_sequence: str | None = None) -> None:
         self.finished, self.finish_reason, self.stop_sequence = True, reason, stop_sequence
@@ -79,7 +82,7 @@ def _distinct(pool: list[_Beam], distinct: bool = True) -> list[_Beam]:
     With `distinct=False` every beam stays (numbered only): independent draws.
     """
     if distinct:
-        seen: dict[tuple[str, bool], _Beam] = {}
+        seen: dict[tuple, _Beam] = {}
         for b in pool:
             seen.setdefault(b.key, b)
         out = list(seen.values())
@@ -129,7 +132,9 @@ class _Search:
         if not sampler.exact_continuation:
             self.no_continuation(f"upstream {getattr(sampler, 'name', '')!r} cannot continue a partial answer: "
                                  "whole answers only")
-        self.score_cache: dict[tuple[str, bool], float] = {}  # identical candidates scored once
+        # A tool call or JSON answer cannot be cut: one round of whole answers (prompt.whole_answers).
+        self.whole = prompt.whole_answers
+        self.score_cache: dict[tuple, float] = {}  # identical candidates scored once
         self.kept: list[_Beam] = []
 
     async def run(self) -> SearchResult:
@@ -140,7 +145,8 @@ class _Search:
             if all(b.finished for b in self.kept):
                 break
         n = self.params.n
-        self.result.answers = [Answer(b.text, b.score, b.finish_reason, b.tokens, b.stop_sequence, b.index)
+        self.result.answers = [Answer(b.text, b.score, b.finish_reason, b.tokens, b.stop_sequence, b.index,
+                                      tool_calls=b.tool_calls)
                                for b in self.kept[:n]]
         return self.result
 
@@ -158,6 +164,8 @@ class _Search:
         score_seconds = time.perf_counter() - t0
         self.result.scorer_tokens += scorer_tokens
         self.kept = self.select(candidates)
+        if not self.kept:
+            self.no_valid_answer(candidates)
         trace = self.trace(index, candidates, spent, scorer_tokens, score_seconds, sampled)
         self.result.rounds.append(trace)
         if self.on_round is not None:
@@ -175,7 +183,7 @@ class _Search:
 
     def continuations(self, draws: list[Draw]) -> list[Continuation]:
         p = self.params
-        chunk_len = p.l if self.exact else None
+        chunk_len = p.l if self.exact and not self.whole else None
         share = None
         if p.max_upstream_tokens is not None:
             # Share what is left of the budget between the draws of this round.
@@ -211,7 +219,8 @@ class _Search:
             if not exact:
                 # The upstream could not continue the prefix (e.g. a prefill
                 # refusal found mid-search): the chunk is a whole fresh answer.
-                children.append(_Beam(chunk.text, chunk.completion_tokens, True, chunk.finish_reason))
+                children.append(_Beam(chunk.text, chunk.completion_tokens, True, chunk.finish_reason,
+                                      tool_calls=chunk.tool_calls))
                 continue
             children.append(self.child(pidx, parent, chunk))
         return children
@@ -219,11 +228,12 @@ class _Search:
     def child(self, pidx: int | None, parent: _Beam, chunk: Chunk) -> _Beam:
         # At least one token of progress per round, whatever a provider reports.
         tokens = parent.tokens + max(1, chunk.completion_tokens)
-        child = _Beam(parent.text + chunk.text, tokens, parent=pidx)
-        if chunk.finish_reason == "stop":
+        child = _Beam(parent.text + chunk.text, tokens, parent=pidx, tool_calls=chunk.tool_calls)
+        if chunk.finish_reason == "stop" or chunk.tool_calls:
             child.finish("stop", chunk.stop_sequence)
-        elif tokens >= self.params.max_tokens or not self.exact:
-            # Cut by max_tokens; or a non-exact upstream, whose answers cannot be continued.
+        elif tokens >= self.params.max_tokens or not self.exact or self.whole:
+            # Cut by max_tokens; or a non-exact upstream, whose answers cannot be continued; or a whole
+            # answer (tools, an output format) that was cut.
             child.finish("length")
         return child
 
@@ -257,14 +267,31 @@ class _Search:
                 if not b.finished:
                     b.finish("length")
             candidates = _distinct(candidates, self.distinct)
+        self.check_format(candidates)
         return candidates
+
+    def check_format(self, candidates: list[_Beam]) -> None:
+        """Under an output format, a candidate whose text does not parse (or validate) cannot be returned.
+        A candidate that calls tools answers with its calls, not its text: it is exempt."""
+        fmt = self.prompt.output
+        if fmt is None:
+            return
+        for b in candidates:
+            if b.rejected is None and not b.tool_calls:
+                b.rejected = check_output(b.text, fmt)
+
+    def no_valid_answer(self, candidates: list[_Beam]) -> None:
+        """No candidate passed the output format: a 502 with what each was, never an invalid answer."""
+        why = "; ".join(f"candidate {b.index}: {b.rejected}" for b in candidates[:8])
+        raise NoValidAnswer(f"no candidate of {len(candidates)} was valid under the request's output format "
+                            f"({why})", notes=self.result.notes)
 
     # --- score and select -------------------------------------------------------
 
     async def score(self, candidates: list[_Beam]) -> int:
         """Scores the candidates not seen before -> scorer tokens this took."""
         p = self.params
-        to_score = [b for b in candidates if b.key not in self.score_cache]
+        to_score = [b for b in candidates if b.key not in self.score_cache and b.rejected is None]
         # Plain sampling (one candidate, nothing to choose) never runs the scorer.
         wanted = len(candidates) > 1 or p.w * p.k > 1
         before = self.scorer.tokens_computed if self.scorer is not None else 0
@@ -277,7 +304,8 @@ class _Search:
 
     def select(self, candidates: list[_Beam]) -> list[_Beam]:
         # Stable sort: ties go to the earlier candidate, as in the paper's topk.
-        ranked = sorted(candidates, key=lambda b: -(b.score if b.score is not None else 0.0))
+        valid = [b for b in candidates if b.rejected is None]  # a rejected candidate is never kept
+        ranked = sorted(valid, key=lambda b: -(b.score if b.score is not None else 0.0))
         return ranked[: self.width]
 
     def trace(self, index: int, candidates: list[_Beam], spent: _Spent, scorer_tokens: int,
@@ -286,7 +314,8 @@ class _Search:
         return RoundTrace(
             index=index,
             candidates=[CandidateTrace(b.text, b.parent, b.score, b.finished, id(b) in kept,
-                                       b.finish_reason if b.finished else None, b.tokens) for b in candidates],
+                                       b.finish_reason if b.finished else None, b.tokens,
+                                       tool_calls=b.tool_calls, rejected=b.rejected) for b in candidates],
             upstream_calls=spent.calls,
             upstream_prompt_tokens=spent.prompt_tokens,
             upstream_completion_tokens=spent.completion_tokens,

@@ -9,6 +9,7 @@ from typing import Literal
 
 from w2s.proxy.core.errors import InvalidRequest
 from w2s.proxy.core.modes import ModeChange, SearchMode
+from w2s.proxy.core.tools import OutputFormat, ToolCall, ToolSet
 
 FinishReason = Literal["stop", "length"]
 
@@ -26,6 +27,13 @@ class Prompt:
     # A trailing assistant message: every answer continues it (Anthropic
     # prefill, vLLM continue_final_message). Not part of the returned answer.
     prefill: str = ""
+    tools: ToolSet | None = None  # functions the upstream may call (proxy/core/tools.py)
+    output: OutputFormat | None = None  # JSON (under a schema) the answer must be
+
+    @property
+    def whole_answers(self) -> bool:
+        """A tool call or a JSON answer cannot be cut into chunks: such a search draws whole answers."""
+        return self.output is not None or (self.tools is not None and self.tools.callable)
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.text is None):
@@ -35,7 +43,7 @@ class Prompt:
     def chat(cls, messages: list[dict]) -> "Prompt":
         msgs = [dict(m) for m in messages]
         prefill = ""
-        if len(msgs) > 1 and msgs[-1].get("role") == "assistant":
+        if len(msgs) > 1 and msgs[-1].get("role") == "assistant" and not msgs[-1].get("tool_calls"):
             prefill = content_text(msgs.pop().get("content"))
         return cls(messages=tuple(msgs), prefill=prefill)
 
@@ -114,6 +122,7 @@ class Chunk:
     prompt_tokens: int = 0  # upstream tokens read (prompt + prefix)
     error: str | None = None
     stop_sequence: str | None = None  # the stop string that ended it, when known
+    tool_calls: tuple[ToolCall, ...] = ()  # a whole answer that calls tools (its text may be empty)
 
 
 @dataclass
@@ -170,6 +179,8 @@ class CandidateTrace:
     kept: bool
     finish_reason: FinishReason | None = None  # set when finished
     tokens: int = 0  # upstream completion tokens on this candidate's path
+    tool_calls: tuple[ToolCall, ...] = ()  # a candidate that calls tools
+    rejected: str | None = None  # why it cannot be returned (not JSON, not valid against the schema)
 
 
 @dataclass
@@ -195,6 +206,7 @@ class Answer:
     completion_tokens: int  # upstream tokens on this answer's path
     stop_sequence: str | None = None  # the stop string that ended it, when known
     candidate: int | None = None  # its index among the last round's candidates: where its trace path ends
+    tool_calls: tuple[ToolCall, ...] = ()  # an answer that calls tools: returned whole, in the API's shape
 
 
 @dataclass
