@@ -38,8 +38,18 @@ class Shell:
                            user=(r.model_extra or {}).get("user"), **kw)
 
 
-def message(answer: Answer, item_id: str | None = None) -> pr.OutputMessage:
-    status = "incomplete" if answer.finish_reason == "length" else "completed"
+def cut_by_client(answer: Answer, req: pr.ResponsesRequest) -> bool:
+    """Cut by a token limit the client set (max_output_tokens, or w2s.max_tokens): the response is incomplete.
+
+    An answer cut by the route's own max_tokens is completed, and the notes say where it was cut: the
+    Agents SDK and the Codex CLI take an incomplete response for a failure, and the client asked for no limit.
+    """
+    asked = req.max_output_tokens is not None or "max_tokens" in (req.w2s or {})
+    return answer.finish_reason == "length" and asked
+
+
+def message(answer: Answer, req: pr.ResponsesRequest, item_id: str | None = None) -> pr.OutputMessage:
+    status = "incomplete" if cut_by_client(answer, req) else "completed"
     return pr.OutputMessage(id=item_id or new_id("msg_"), status=status, content=[pr.OutputText(text=answer.text)])
 
 
@@ -51,12 +61,15 @@ def usage(result: SearchResult, job: Job) -> pr.Usage:
 def response(shell: Shell, result: SearchResult, job: Job, item_ids: list[str] | None = None) -> pr.Response:
     """The finished response: one message per answer (best first; one unless `w2s.n` asked for more).
 
-    `incomplete` with reason max_output_tokens when the best answer was cut by the token limit.
+    `incomplete` with reason max_output_tokens when the client's token limit cut the best answer.
     """
-    ids = item_ids or []
-    output = [message(a, ids[i] if i < len(ids) else None) for i, a in enumerate(result.answers)]
-    cut = result.best.finish_reason == "length"
+    ids, req = item_ids or [], shell.request
+    output = [message(a, req, ids[i] if i < len(ids) else None) for i, a in enumerate(result.answers)]
+    cut = cut_by_client(result.best, req)
     result.note(*shell.notes)
+    if result.best.finish_reason == "length" and not cut:
+        result.note(f"the answer reached the route's max_tokens ({job.params.max_tokens}) and was cut there; "
+                    "max_output_tokens asks for more")
     return shell.response("incomplete" if cut else "completed", output=output,
                           output_text="".join(m.content[0].text for m in output),  # as the SDKs compute it
                           incomplete_details=pr.IncompleteDetails() if cut else None,

@@ -84,7 +84,7 @@ class _Events:
         await self._send(sse, self.seq.delta(index, self.item_ids[index], text))
 
     async def close(self, sse: EventStream, index: int, answer: Answer) -> None:
-        await self._send(sse, *self.seq.item_done(index, rb.message(answer, self.item_ids[index])))
+        await self._send(sse, *self.seq.item_done(index, rb.message(answer, self.shell.request, self.item_ids[index])))
 
     async def done(self, sse: EventStream, result: SearchResult) -> None:
         resp = rb.response(self.shell, result, self.job, self.item_ids)

@@ -52,10 +52,19 @@ def test_a_string_input_gets_a_response_object(fake):
     assert msg.type == "message" and msg.role == "assistant" and msg.id.startswith("msg_")
     assert msg.content[0].type == "output_text" and r.output_text == msg.content[0].text
     assert r.output_text == " alpha0 beta0 gamma0 delta0 epsilon0 zeta0 eta0 theta0"  # the search's best
-    # 8 words at max_tokens 8: cut by the token limit, and said so.
-    assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+    # 8 words at the route's max_tokens 8: a limit the client did not set, so completed, and said so.
+    assert r.status == "completed" and r.incomplete_details is None and msg.status == "completed"
+    assert "reached the route's max_tokens (8)" in " ".join(r.model_extra["w2s"]["notes"])
     assert r.usage.output_tokens == 8 and r.usage.total_tokens == r.usage.input_tokens + 8
     assert raw.headers["x-w2s-mode"] == "cbs" and raw.headers["x-w2s-route"] == "fake-cbs"
+
+
+@pytest.mark.parametrize("limit", [{"max_output_tokens": 5}, {"extra_body": {"w2s": {"max_tokens": 5}}}])
+def test_an_answer_cut_by_the_clients_own_limit_is_incomplete(fake, limit):
+    srv, _ = fake()
+    r = oai(srv).responses.create(model="fake-cbs", input="hi", **limit)
+    assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+    assert r.output[0].status == "incomplete" and r.usage.output_tokens == 5
 
 
 def test_an_answer_that_stops_is_completed(fake):
@@ -195,13 +204,16 @@ def test_the_stream_is_openais_event_sequence_and_the_prefix_streams_by_round(fa
     with oai(srv).responses.stream(model="fake-cbs", input="hi") as stream:
         events = list(stream)
         final = stream.get_final_response()
+    with oai(srv).responses.stream(model="fake-cbs", input="hi", max_output_tokens=4) as stream:
+        cut = stream.get_final_response()  # response.completed, status incomplete: the SDK's helper reads it
+    assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens"
     kinds = [e.type for e in events]
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
     assert kinds == OPENING + ["response.output_text.delta"] * len(deltas) + CLOSING
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert len(deltas) > 2, "the committed prefix went out round by round, not all at the end"
     assert "".join(deltas) == final.output_text == events[-4].text
-    assert final.status == "incomplete" and final.incomplete_details.reason == "max_output_tokens"
+    assert final.status == "completed" and final.output[0].status == "completed"
     item_ids = {e.item_id for e in events if hasattr(e, "item_id")}
     assert item_ids == {final.output[0].id}
     assert oai(srv).responses.retrieve(final.id).output_text == final.output_text  # a stream is stored too
