@@ -123,6 +123,8 @@ class Chunk:
     error: str | None = None
     stop_sequence: str | None = None  # the stop string that ended it, when known
     tool_calls: tuple[ToolCall, ...] = ()  # a whole answer that calls tools (its text may be empty)
+    cached_tokens: int = 0  # of prompt_tokens, read from the upstream's prompt cache (when it says)
+    cache_write_tokens: int = 0  # of prompt_tokens, written to its prompt cache (Anthropic's cache_creation)
 
 
 @dataclass
@@ -155,6 +157,14 @@ class SearchParams:
     n: int = 1  # distinct answers to return
     max_upstream_tokens: int | None = None  # budget for the whole search
     eos_on_length: bool = False  # paper's code also scores EOS for answers cut at max_tokens
+    # Cheaper search (docs/cost.md). Adaptive expansion: a kept beam g behind the best kept beam's score gets
+    # max(k_min, round(k * exp(-g / k_tau))) continuations (0: pruned). None: k for every beam.
+    k_tau: float | None = None
+    k_min: int = 1
+    # Stop when decided: once the best kept beam has descended from the previous round's best for
+    # `decide_after` rounds in a row, only the top n beams are continued (k each), the others pruned.
+    decide_after: int | None = None
+    max_cost_usd: float | None = None  # money budget for the whole search (needs the upstream's prices)
 
     def validate(self) -> None:
         for name in ("w", "k", "max_tokens", "n"):
@@ -168,6 +178,17 @@ class SearchParams:
             raise InvalidRequest("top_p must be in (0, 1]", param="top_p")
         if self.max_upstream_tokens is not None and self.max_upstream_tokens < 1:
             raise InvalidRequest("max_upstream_tokens must be >= 1", param="max_upstream_tokens")
+        self._validate_cheaper()
+
+    def _validate_cheaper(self) -> None:
+        if self.k_tau is not None and not self.k_tau > 0:
+            raise InvalidRequest("k_tau must be > 0 (or null: k continuations for every beam)", param="k_tau")
+        if not 0 <= self.k_min <= self.k:
+            raise InvalidRequest("k_min must be in [0, k]", param="k_min")
+        if self.decide_after is not None and self.decide_after < 1:
+            raise InvalidRequest("decide_after must be >= 1 (or null)", param="decide_after")
+        if self.max_cost_usd is not None and not self.max_cost_usd > 0:
+            raise InvalidRequest("max_cost_usd must be > 0", param="max_cost_usd")
 
 
 @dataclass
@@ -181,6 +202,8 @@ class CandidateTrace:
     tokens: int = 0  # upstream completion tokens on this candidate's path
     tool_calls: tuple[ToolCall, ...] = ()  # a candidate that calls tools
     rejected: str | None = None  # why it cannot be returned (not JSON, not valid against the schema)
+    pruned: bool = False  # kept, unfinished, but given no continuation (k_tau / decide_after): its path ends here
+    draws: int | None = None  # continuations it gets next round (kept, unfinished beams)
 
 
 @dataclass
@@ -196,6 +219,10 @@ class RoundTrace:
     failed_chunks: int = 0  # draws planned but lost (failed after retries): fewer candidates than planned
     exact: bool = True
     notes: list[str] = field(default_factory=list)
+    upstream_cached_tokens: int = 0  # of the prompt tokens, read from the upstream's prompt cache
+    upstream_cache_write_tokens: int = 0
+    cost_usd: float | None = None  # this round's upstream cost, where the upstream has prices
+    decided: bool = False  # decide_after: from this round on only the leading beam(s) are continued
 
 
 @dataclass
@@ -223,6 +250,9 @@ class SearchResult:
     upstream: dict = field(default_factory=dict)  # what the upstream was found to do (its capabilities)
     lost_draws: int = 0  # draws that failed after their retries, over every round
     notes: list[str] = field(default_factory=list)  # every round's notes, each once
+    upstream_cached_tokens: int = 0  # of upstream_prompt_tokens, read from the upstream's prompt cache
+    upstream_cache_write_tokens: int = 0
+    cost_usd: float | None = None  # upstream cost (proxy/core/cost.py), where the upstream has prices
 
     def note(self, *notes: str) -> None:
         self.notes.extend(n for n in notes if n not in self.notes)

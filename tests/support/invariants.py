@@ -24,7 +24,8 @@ def check_invariants(result, params: SearchParams):
             assert c.finished == (c.finish_reason is not None)
         if ri > 0:
             prev_kept = [c for c in rounds[ri - 1].candidates if c.kept]
-            assert not all(c.finished for c in prev_kept), "the search stops once every kept beam is finished"
+            assert not all(c.finished or c.pruned for c in prev_kept), \
+                "the search stops once every kept beam is finished or pruned"
             for c in rd.candidates:
                 parent = rounds[ri - 1].candidates[c.parent]
                 assert parent.kept
@@ -39,8 +40,11 @@ def check_invariants(result, params: SearchParams):
                     assert any(c.parent == i and c.text == p.text for c in rd.candidates)
                 else:
                     n_children = sum(1 for c in rd.candidates if c.parent == i)
-                    assert 1 <= n_children <= params.k
+                    if p.pruned:  # given no continuation (k_tau with k_min 0, decide_after): its path ends
+                        assert n_children == 0
+                    else:
+                        assert 1 <= n_children <= params.k
     last_kept = [c for c in rounds[-1].candidates if c.kept]
-    assert all(c.finished for c in last_kept)
-    best = max(last_kept, key=lambda c: c.score if c.score is not None else 0)
+    assert all(c.finished or c.pruned for c in last_kept)
+    best = max((c for c in last_kept if c.finished), key=lambda c: c.score if c.score is not None else 0)
     assert result.best.text == best.text
