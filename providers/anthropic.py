@@ -231,8 +231,18 @@ def _parse(resp) -> tuple[Chunk, bool]:
     finish = _STOP.get(str(reason), "stop") if reason is not None else "stop"
     seq = getattr(resp, "stop_sequence", None) if reason == "stop_sequence" else None
     prompt, completion = usage or (0, 0)
+    read, write = _cache_usage(getattr(resp, "usage", None))
     return Chunk(text=text, finish_reason=finish, completion_tokens=completion, prompt_tokens=prompt,
-                 stop_sequence=seq if isinstance(seq, str) else None), usage is not None
+                 stop_sequence=seq if isinstance(seq, str) else None, cached_tokens=read,
+                 cache_write_tokens=write), usage is not None
+
+
+def _cache_usage(usage) -> tuple[int, int]:
+    """(cache_read_input_tokens, cache_creation_input_tokens): the shares of the prompt _usage counts."""
+    def count(name: str) -> int:
+        v = getattr(usage, name, None)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+    return count("cache_read_input_tokens"), count("cache_creation_input_tokens")
 
 
 def _usage(usage) -> tuple[int, int] | None:

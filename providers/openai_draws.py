@@ -60,6 +60,8 @@ class Drawn:
     prompt_tokens: int | None
     completion_tokens: int | None
 
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens: the prompt cache's share
+
     @property
     def has_usage(self) -> bool:
         return self.prompt_tokens is not None and self.completion_tokens is not None
@@ -129,7 +131,20 @@ def chunks_of(drawn: Drawn, ctx: Ctx, completion: list[int], prompt_total: int, 
             ctx.notes.add(f"{label} left a stop string in its text: cut here")
         chunks.append(Chunk(text=text, finish_reason=finish, completion_tokens=completion[i],
                             prompt_tokens=prompt[i]))
+    if drawn.cached_tokens:  # the prompt cache's share, split over the choices like the prompt
+        for c, share in zip(chunks, tokens.split_total(drawn.cached_tokens, [1] * len(chunks))):
+            c.cached_tokens = share
     return chunks
+
+
+def cached_of(usage: Any) -> int | None:
+    """OpenAI-style `usage.prompt_tokens_details.cached_tokens` (also `input_tokens_details`), or None."""
+    for name in ("prompt_tokens_details", "input_tokens_details"):
+        details = getattr(usage, name, None)
+        v = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", None)
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            return v
+    return None
 
 
 def finish_of(reason: Any) -> FinishReason:
@@ -153,11 +168,14 @@ def parse(resp: Any, n: int, *, chat: bool) -> Drawn:
         usage = getattr(resp, "usage", None)
         prompt = getattr(usage, "prompt_tokens", None)
         completion = getattr(usage, "completion_tokens", None)
+        cached = cached_of(usage)
     except (AttributeError, TypeError, ValueError) as e:
         raise MalformedResponse(type(e).__name__) from None
     if not all(isinstance(t, str) for t in texts):
         raise MalformedResponse("choice text is not a string")
-    return Drawn(texts, finishes, _count_or_none(prompt), _count_or_none(completion))
+    drawn = Drawn(texts, finishes, _count_or_none(prompt), _count_or_none(completion))
+    drawn.cached_tokens = cached
+    return drawn
 
 
 def _count_or_none(v: Any) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from w2s.providers import tokens
 from w2s.providers.openai import OpenAISampler
-from w2s.providers.openai_draws import Call, Ctx, Drawn
+from w2s.providers.openai_draws import Call, Ctx, Drawn, cached_of
 from w2s.providers.retry import MalformedResponse
 from w2s.proxy.core.errors import InvalidRequest
 from w2s.proxy.core.modes import DrawMode
@@ -85,4 +85,6 @@ def parse_response(resp: Any) -> Drawn:
         raise MalformedResponse(f"response status {status!r}")
     cut = status == "incomplete" and getattr(details, "reason", None) == "max_output_tokens"
     ok = [v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None for v in (prompt, completion)]
-    return Drawn([text], ["length" if cut else "stop"], ok[0], ok[1])
+    drawn = Drawn([text], ["length" if cut else "stop"], ok[0], ok[1])
+    drawn.cached_tokens = cached_of(usage)
+    return drawn

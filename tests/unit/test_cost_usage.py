@@ -1,0 +1,50 @@
+"""Cached prompt tokens as each wire reports them, read into Chunk.cached_tokens / cache_write_tokens (#26)."""
+from __future__ import annotations
+
+from types import SimpleNamespace as NS
+
+from w2s.providers.anthropic import _parse
+from w2s.providers.openai_draws import Call, Ctx, chunks_of, parse
+from w2s.providers.openai_responses import parse_response
+from w2s.proxy.core.types import Prompt, SampleRequest
+
+
+def chat_response(usage):
+    choices = [NS(index=i, message=NS(content=f"text {i}", tool_calls=None), finish_reason="length")
+               for i in range(2)]
+    return NS(choices=choices, usage=usage)
+
+
+def test_openai_cached_tokens_are_read_and_split_over_the_choices():
+    usage = NS(prompt_tokens=200, completion_tokens=20, prompt_tokens_details=NS(cached_tokens=128))
+    drawn = parse(chat_response(usage), 2, chat=True)
+    assert drawn.cached_tokens == 128
+    ctx = Ctx(SampleRequest(Prompt.raw("x"), []), [], [])
+    chunks = chunks_of(drawn, ctx, [10, 10], 200, "up")
+    assert [c.cached_tokens for c in chunks] == [64, 64] and sum(c.prompt_tokens for c in chunks) == 200
+    assert Call([0, 1], "", 10, None).n == 2
+
+
+def test_openai_without_details_or_with_a_dict_reports_what_is_there():
+    assert parse(chat_response(NS(prompt_tokens=5, completion_tokens=2)), 2, chat=True).cached_tokens is None
+    usage = NS(prompt_tokens=5, completion_tokens=2, prompt_tokens_details={"cached_tokens": 3})
+    assert parse(chat_response(usage), 2, chat=True).cached_tokens == 3
+    usage = NS(prompt_tokens=5, completion_tokens=2, prompt_tokens_details=NS(cached_tokens=None))
+    assert parse(chat_response(usage), 2, chat=True).cached_tokens is None
+
+
+def test_responses_api_input_tokens_details():
+    resp = NS(status="completed", incomplete_details=None, output_text="hi",
+              usage=NS(input_tokens=50, output_tokens=3, input_tokens_details=NS(cached_tokens=32)))
+    assert parse_response(resp).cached_tokens == 32
+
+
+def test_anthropic_cache_read_and_creation_are_shares_of_the_prompt():
+    usage = NS(input_tokens=10, output_tokens=7, cache_read_input_tokens=900, cache_creation_input_tokens=90)
+    resp = NS(content=[NS(type="text", text="hello")], stop_reason="max_tokens", usage=usage)
+    chunk, had_usage = _parse(resp)
+    assert had_usage and chunk.prompt_tokens == 1000
+    assert (chunk.cached_tokens, chunk.cache_write_tokens) == (900, 90)
+    usage = NS(input_tokens=10, output_tokens=7, cache_read_input_tokens=None, cache_creation_input_tokens=None)
+    chunk, _ = _parse(NS(content=[NS(type="text", text="x")], stop_reason="end_turn", usage=usage))
+    assert (chunk.cached_tokens, chunk.cache_write_tokens) == (0, 0)
