@@ -20,6 +20,7 @@ from w2s.providers.health import HealthGuard
 from w2s.providers.registry import make_sampler
 from w2s.proxy.core import context, limits
 from w2s.proxy.core.config import Config, RouteConfig, search_params_with
+from w2s.proxy.core.cost import Prices
 from w2s.proxy.core.health import UpstreamHealth
 from w2s.proxy.core.interfaces import Sampler, Scorer
 from w2s.proxy.core.modes import SearchMode, decide_mode
@@ -108,6 +109,7 @@ class Engine:
             # No guide: one plain draw per requested answer.
             params = replace(params, w=max(1, params.n), k=1, l=None)
         limits.check(params, self.config.server.limits, info.config.limits, info.name)
+        self._check_money(info, params)
         return Plan(info, params, decide_mode(params, exact=info.exact, passthrough=info.config.passthrough))
 
     # --- running it -----------------------------------------------------------------
@@ -137,16 +139,32 @@ class Engine:
         await sampler.prepare(continuation=plan.mode is SearchMode.CBS)
         if rc.passthrough:
             # n independent draws, duplicates kept (what a client of `n` expects).
-            result = await search(prompt, sampler, None, plan.params, on_round, mode=plan.mode)
+            result = await search(prompt, sampler, None, plan.params, on_round, mode=plan.mode,
+                                    prices=self.prices(plan))
         else:
             session = _session(self.guides[rc.guide], prompt, plan.params.max_tokens)
             try:
-                result = await search(prompt, sampler, session, plan.params, on_round, mode=plan.mode)
+                result = await search(prompt, sampler, session, plan.params, on_round, mode=plan.mode,
+                                    prices=self.prices(plan))
                 result.note(*getattr(session, "notes", ()))  # e.g. the prompt cut to fit the guide's window
             finally:
                 session.close()
         result.upstream = {"name": rc.upstream, **sampler.capabilities()}  # what the trace shows of it
         return result
+
+    def prices(self, plan: Plan) -> Prices | None:
+        """The plan's upstream's prices (USD per million tokens): cost_usd and max_cost_usd."""
+        cfg = self.config.upstreams[plan.route.config.upstream].prices
+        return None if cfg is None else cfg.core()
+
+    def _check_money(self, info: RouteInfo, params: SearchParams) -> None:
+        """max_cost_usd on an upstream with no prices cannot be kept: a 400 naming the fix."""
+        from w2s.proxy.core.errors import InvalidRequest
+
+        up = info.config.upstream
+        if params.max_cost_usd is not None and self.config.upstreams[up].prices is None:
+            raise InvalidRequest(f"max_cost_usd: upstream {up!r} has no prices (set upstreams.{up}.prices: "
+                                 "{input, output} in USD per million tokens)", param="max_cost_usd")
 
     # --- what the metrics read ---------------------------------------------------------
 

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from w2s.proxy.core.config_errors import explain
+from w2s.proxy.core.cost import Prices
 from w2s.proxy.core.errors import ConfigError, InvalidRequest, NotFound
 from w2s.proxy.core.limits import Limits, RouteLimits, check
 from w2s.proxy.core.modes import DrawMode
@@ -62,6 +63,19 @@ class ModelConfig(Section):
 
 # --- upstreams -------------------------------------------------------------------------------
 
+class UpstreamPrices(Section):
+    """What the upstream charges, USD per million tokens (proxy/core/cost.py). cached_input and cache_write
+    default to input: an upstream priced with input and output only is never undercounted."""
+
+    input: NonNegative
+    output: NonNegative
+    cached_input: NonNegative | None = None
+    cache_write: NonNegative | None = None
+
+    def core(self) -> Prices:
+        return Prices(self.input, self.output, self.cached_input, self.cache_write)
+
+
 class _Upstream(Section):
     """What every upstream has: the model it draws from, stops, and its health settings."""
 
@@ -71,6 +85,8 @@ class _Upstream(Section):
     # many seconds, during which requests fail fast with a 503.
     allowed_fails: PositiveInt = 3
     cooldown_seconds: NonNegative = 30.0
+    # USD per million tokens: every response's cost_usd and the max_cost_usd budget (docs/cost.md).
+    prices: UpstreamPrices | None = None
 
     @field_validator("stop", mode="before")
     @classmethod

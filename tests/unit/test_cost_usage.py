@@ -48,3 +48,42 @@ def test_anthropic_cache_read_and_creation_are_shares_of_the_prompt():
     usage = NS(input_tokens=10, output_tokens=7, cache_read_input_tokens=None, cache_creation_input_tokens=None)
     chunk, _ = _parse(NS(content=[NS(type="text", text="x")], stop_reason="end_turn", usage=usage))
     assert (chunk.cached_tokens, chunk.cache_write_tokens) == (0, 0)
+
+
+# --- the engine: prices per upstream, max_cost_usd per request and per route ------------------------
+
+
+def priced_config(prices: dict | None, route_search: dict | None = None):
+    from w2s.proxy.core.config import parse_config
+
+    up = {"provider": "local", "model": "m"} | ({"prices": prices} if prices else {})
+    return parse_config({
+        "models": {"m": {"source": "/nonexistent"}},
+        "upstreams": {"up": up},
+        "guides": {"g": {"tuned": {"model": "m"}, "untuned": {"model": "m"}}},
+        "routes": {"r": {"upstream": "up", "guide": "g",
+                         "search": {"w": 2, "k": 2, "l": 1, "max_tokens": 8} | (route_search or {})}},
+    }, "priced")
+
+
+async def test_the_engine_prices_a_search_and_keeps_a_money_budget():
+    import pytest
+
+    from tests.support.scripted import scripted_engine
+    from w2s.proxy.core.errors import InvalidRequest
+
+    engine = scripted_engine(priced_config({"input": 3.0, "output": 15.0}))
+    await engine.start()
+    full = await engine.run(engine.plan("r"), Prompt.raw("x"))
+    assert full.cost_usd == pytest.approx((full.upstream_prompt_tokens * 3 + full.upstream_completion_tokens * 15) / 1e6)
+    capped = await engine.run(engine.plan("r", {"max_cost_usd": full.cost_usd / 3}), Prompt.raw("x"))
+    assert capped.budget_exhausted and capped.best.finish_reason == "length"
+    route_capped = scripted_engine(priced_config({"input": 3.0, "output": 15.0}, {"max_cost_usd": full.cost_usd / 3}))
+    await route_capped.start()
+    assert (await route_capped.run(route_capped.plan("r"), Prompt.raw("x"))).budget_exhausted
+
+    unpriced = scripted_engine(priced_config(None))
+    await unpriced.start()
+    assert (await unpriced.run(unpriced.plan("r"), Prompt.raw("x"))).cost_usd is None
+    with pytest.raises(InvalidRequest, match="has no prices"):
+        unpriced.plan("r", {"max_cost_usd": 0.01})
