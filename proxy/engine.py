@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from w2s.providers.generate_batcher import GenerateStats
 from w2s.providers.health import HealthGuard
 from w2s.providers.registry import make_sampler
-from w2s.proxy.core import context, limits
+from w2s.proxy.core import context, guide_weights, limits
 from w2s.proxy.core.config import Config, RouteConfig, search_params_with
 from w2s.proxy.core.cost import Prices
 from w2s.proxy.core.health import UpstreamHealth
@@ -28,6 +28,7 @@ from w2s.proxy.core.search import OnRound, search
 from w2s.proxy.core.types import Prompt, SearchParams, SearchResult
 from w2s.proxy.runtime.pool import ModelPool
 from w2s.scorers.batcher import BatcherStats, RowBatcher
+from w2s.scorers.mixture import GuideMixture
 from w2s.scorers.pair import GuidePair
 from w2s.scorers.registry import make_guide
 
@@ -49,6 +50,7 @@ class Plan:
     route: RouteInfo
     params: SearchParams
     mode: SearchMode  # planned; SearchResult.mode is what ran (after any explicit fallback)
+    guide_weights: dict[str, float] | None = None  # a mixture guide's weights for this request (checked)
 
     @property
     def name(self) -> str:
@@ -104,13 +106,23 @@ class Engine:
     def plan(self, route: str | RouteInfo | None, overrides: dict | None = None) -> Plan:
         """Resolve a request: 404 for an unknown route, 400 for a bad override or one over the limits."""
         info = route if isinstance(route, RouteInfo) else self.route_info(route)
-        params = search_params_with(info.config.search, overrides or {})
+        overrides = dict(overrides or {})
+        weights = self._guide_weights(info, overrides.pop("guide_weights")) if "guide_weights" in overrides else None
+        params = search_params_with(info.config.search, overrides)
         if info.config.passthrough:
             # No guide: one plain draw per requested answer.
             params = replace(params, w=max(1, params.n), k=1, l=None)
         limits.check(params, self.config.server.limits, info.config.limits, info.name)
         self._check_money(info, params)
-        return Plan(info, params, decide_mode(params, exact=info.exact, passthrough=info.config.passthrough))
+        return Plan(info, params, decide_mode(params, exact=info.exact, passthrough=info.config.passthrough), weights)
+
+    def _guide_weights(self, info: RouteInfo, asked) -> dict[str, float]:
+        """`"w2s": {"guide_weights": {...}}` for the route's mixture guide, checked (400 naming the key)."""
+        rc = info.config
+        cfg = self.config.guides.get(rc.guide) if rc.guide and not rc.passthrough else None
+        defaults = getattr(cfg, "weights", {})
+        return guide_weights.resolve(asked, defaults, rc.guide if cfg is not None else None,
+                                     self.config.server.limits, rc.limits, info.name)
 
     # --- running it -----------------------------------------------------------------
 
@@ -142,7 +154,7 @@ class Engine:
             result = await search(prompt, sampler, None, plan.params, on_round, mode=plan.mode,
                                     prices=self.prices(plan))
         else:
-            session = _session(self.guides[rc.guide], prompt, plan.params.max_tokens)
+            session = _session(self.guides[rc.guide], prompt, plan.params.max_tokens, plan.guide_weights)
             try:
                 result = await search(prompt, sampler, session, plan.params, on_round, mode=plan.mode,
                                     prices=self.prices(plan))
@@ -189,8 +201,11 @@ class Engine:
         self.pool.close()
 
 
-def _session(guide: Scorer, prompt: Prompt, answer_tokens: int):
-    """A guide's session; a pair also hears how long answers may get (it fits the prompt to its window)."""
+def _session(guide: Scorer, prompt: Prompt, answer_tokens: int, weights: dict[str, float] | None = None):
+    """A guide's session; a pair also hears how long answers may get (it fits the prompt to its window),
+    a mixture this request's weights too."""
+    if isinstance(guide, GuideMixture):
+        return guide.session(prompt, answer_tokens=answer_tokens, weights=weights)
     if isinstance(guide, GuidePair):
         return guide.session(prompt, answer_tokens=answer_tokens)
     return guide.session(prompt)

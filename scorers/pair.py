@@ -103,9 +103,16 @@ class PairSession:
         return {(si, ri): self.token_ids(si, it) for si in range(len(self._enc)) for ri, it in enumerate(items)}
 
     async def score(self, items: list[ScoreItem]) -> list[float]:
-        pair = self.pair
         if not items:
             return []
+        tuned, untuned = await self.side_sums(items)
+        beta = self.pair.cfg.beta
+        return [beta * (t - u) for t, u in zip(tuned, untuned)]
+
+    async def side_sums(self, items: list[ScoreItem]) -> list[list[float]]:
+        """Per side, each item's response log-prob sum: every side's rows in one submission per set of
+        weights. The sides are `pair.sides` (a mixture passes the union of its parts' sides)."""
+        pair = self.pair
         all_ids = self._all_ids(items)
         await self._ensure_prompt_cache()
         rows: dict[tuple[int, int], Row] = {}  # (side, item) -> its row
@@ -123,8 +130,7 @@ class PairSession:
                 # Keep this round's prefixes (next round extends the kept ones) and the prompt.
                 fresh = [results[si, ri].entry for ri in range(len(items)) if results[si, ri].entry is not None]
                 self._entries[si] = [e for e in [self._prompt_entry[si]] if e is not None] + fresh
-        beta = pair.cfg.beta
-        return [beta * (t - u) for t, u in zip(sums[0], sums[1])]
+        return sums
 
     async def _run(self, rows: dict[tuple, Row]) -> dict[tuple, RowResult]:
         """One submission per set of weights: a prompted pair's two sides, or an adapter

@@ -182,13 +182,14 @@ def guide_config(adapter_dir: Path, extra_guides: dict | None = None):
     return parse_config(cfg, "trained-guide bench")
 
 
-async def search_one(engine, route: str, i: int, method: str) -> tuple[dict, float]:
-    """One answer for opening i by `method` on `route`, the seeds of bench/sentiment.py; its record."""
+async def search_one(engine, route: str, i: int, method: str, extra: dict | None = None) -> tuple[dict, float]:
+    """One answer for opening i by `method` on `route`, the seeds of bench/sentiment.py; its record.
+    `extra`: more `w2s` options (e.g. a mixture's guide_weights)."""
     from w2s.proxy.core.types import Prompt
 
     w, k, l, mi = METHODS[method]
     plan = engine.plan(route, {"w": w, "k": k, "l": l, "max_tokens": MAX_TOKENS, "top_k": TOP_K,
-                               "temperature": TEMPERATURE, "seed": SEED * 1_000 + i * 10 + mi})
+                               "temperature": TEMPERATURE, "seed": SEED * 1_000 + i * 10 + mi, **(extra or {})})
     t0 = time.perf_counter()
     res = await engine.run(plan, Prompt.raw(OPENINGS[i]))
     seconds = time.perf_counter() - t0

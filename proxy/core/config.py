@@ -33,6 +33,7 @@ from pydantic import (
 from w2s.proxy.core.config_errors import explain
 from w2s.proxy.core.cost import Prices
 from w2s.proxy.core.errors import ConfigError, InvalidRequest, NotFound
+from w2s.proxy.core.guide_weights import check_weight
 from w2s.proxy.core.limits import Limits, RouteLimits, check
 from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.presets import PRESETS, apply_preset
@@ -241,8 +242,33 @@ class GuidePairConfig(Section):
         return {self.tuned.model, self.untuned.model}
 
 
+class MixturePart(Section):
+    guide: str  # a `guides:` name of kind pair
+    weight: float = 1.0  # on the part's raw score; a request may dial it ("w2s": {"guide_weights": {...}})
+
+
+class GuideMixtureConfig(Section):
+    """A weighted sum of pair guides: score = sum(weight * part score) (scorers/mixture.py)."""
+
+    kind: Literal["mixture"]
+    parts: list[MixturePart] = Field(min_length=1)
+    _pairs: dict[str, GuidePairConfig] = PrivateAttr(default_factory=dict)  # the parts' configs, once resolved
+
+    @property
+    def pairs(self) -> dict[str, GuidePairConfig]:
+        return self._pairs
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {p.guide: p.weight for p in self.parts}
+
+    def model_names(self) -> set[str]:
+        return {m for g in self._pairs.values() for m in g.model_names()}
+
+
 GuideConfig = Annotated[Union[
     Annotated[GuidePairConfig, Tag("pair")],
+    Annotated[GuideMixtureConfig, Tag("mixture")],
 ], Discriminator(_tag("kind", "pair"))]
 
 
@@ -252,6 +278,9 @@ class RouteConfig(Section):
     upstream: str
     guide: str | None = None
     passthrough: bool = False
+    # A request with tools (or an output format) draws whole answers the guide chooses among (`search`),
+    # or on `passthrough` skips the search for them: plain draws, labelled passthrough (docs/tools.md).
+    tools: Literal["search", "passthrough"] = "search"
     search: SearchParams = Field(default_factory=SearchParams)
     description: str = ""
     limits: RouteLimits = Field(default_factory=RouteLimits)  # over server.limits, key by key
@@ -412,6 +441,9 @@ def _check_refs(cfg: Config) -> None:
         if isinstance(up, LocalUpstream) and up.model not in cfg.models:
             raise ConfigError(f"upstreams.{name}.model: {up.model!r} is not in models:")
     for name, g in cfg.guides.items():
+        if isinstance(g, GuideMixtureConfig):
+            _check_mixture(cfg, name, g)
+            continue
         for side in ("tuned", "untuned"):
             m = getattr(g, side).model
             if m not in cfg.models:
@@ -424,6 +456,27 @@ def _check_refs(cfg: Config) -> None:
         raise ConfigError(f"default_route: {cfg.default_route!r} is not in routes:")
     if cfg.default_route is None and cfg.routes:
         cfg.default_route = next(iter(cfg.routes))
+
+
+def _check_mixture(cfg: Config, name: str, g: GuideMixtureConfig) -> None:
+    """Each part names a pair guide, once; no more parts than server.limits.max_guide_parts."""
+    limit = cfg.server.limits.max_guide_parts
+    if len(g.parts) > limit:
+        raise ConfigError(f"guides.{name}.parts: {len(g.parts)} parts is over the limit "
+                          f"server.limits.max_guide_parts = {limit}")
+    for i, p in enumerate(g.parts):
+        part = cfg.guides.get(p.guide)
+        if not isinstance(part, GuidePairConfig):
+            what = "not in guides:" if part is None else "a mixture (a part must be a pair)"
+            raise ConfigError(f"guides.{name}.parts.{i}.guide: {p.guide!r} is {what}")
+        if p.guide in g.pairs:
+            raise ConfigError(f"guides.{name}.parts.{i}.guide: {p.guide!r} is named twice")
+        try:
+            check_weight(f"guides.{name}.parts.{i}.weight", p.weight, cfg.server.limits.max_guide_weight,
+                         "server.limits")
+        except InvalidRequest as e:
+            raise ConfigError(str(e)) from None
+        g.pairs[p.guide] = part
 
 
 def _check_positive(where: str, values: dict[str, Any]) -> None:

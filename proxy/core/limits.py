@@ -24,6 +24,9 @@ class Limits:
     # Prompt tokens (the upstream's count) one request may send; None = only the model's context
     # bounds it. Checked with the prompt, before admission (Engine.check_context, proxy/core/context.py).
     max_prompt_tokens: int | None = None
+    # A mixture guide (scorers/mixture.py): |weight| of any part, config or request; parts in one mixture.
+    max_guide_weight: float = 10.0
+    max_guide_parts: int = 4
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class RouteLimits:
     max_tokens: int | None = None
     max_rounds: int | None = None
     max_prompt_tokens: int | None = None
+    max_guide_weight: float | None = None
+    max_guide_parts: int | None = None
 
 
 def rounds_of(params: SearchParams) -> int:
