@@ -48,6 +48,7 @@ def trace_body(result: SearchResult, job: Job, prompt_chars: int | None = None) 
         "mode_changes": [{"from": c.before, "to": c.after, "reason": c.reason} for c in result.mode_changes],
         "upstream": result.upstream,
         "params": dataclasses.asdict(job.params),
+        "guide_weights": job.plan.guide_weights,  # a mixture's weights as this request set them (null: config's)
         "prompt": prompt_view(job.prompt, prompt_chars),
         "upstream_calls": result.upstream_calls,
         "upstream_prompt_tokens": result.upstream_prompt_tokens,
@@ -100,6 +101,7 @@ def candidate_body(index: int, c: CandidateTrace, parent: CandidateTrace | None)
         "tokens": c.tokens,
         "chunk_tokens": c.tokens - parent.tokens if extends else c.tokens,
         "carried": carried,
+        "parts": c.parts,  # a mixture guide: {part: raw score}, score = sum(weight * part); else null
     }
 
 

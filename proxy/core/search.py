@@ -427,6 +427,10 @@ class _Search:
         for c, b in zip(rd.candidates, candidates):
             if c.kept and not b.finished:  # what allocate gave it: a pruned node ends its path here
                 c.draws, c.pruned = b.draws, b.draws == 0
+        parts_of = getattr(self.scorer, "parts_of", None)  # a mixture guide: each part's score too
+        if parts_of is not None:
+            for c, b in zip(rd.candidates, candidates):
+                c.parts = parts_of(b.score_item(self.params.eos_on_length))
         return rd
 
 

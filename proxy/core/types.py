@@ -204,6 +204,7 @@ class CandidateTrace:
     rejected: str | None = None  # why it cannot be returned (not JSON, not valid against the schema)
     pruned: bool = False  # kept, unfinished, but given no continuation (k_tau / decide_after): its path ends here
     draws: int | None = None  # continuations it gets next round (kept, unfinished beams)
+    parts: dict[str, float] | None = None  # a mixture guide: each part's raw score (scorers/mixture.py)
 
 
 @dataclass
