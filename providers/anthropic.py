@@ -26,7 +26,7 @@ import logging
 
 import anthropic as sdk
 
-from w2s.providers import tokens
+from w2s.providers import anthropic_tools, tokens
 from w2s.providers.continuation import ContinuationCheck, probe_once
 from w2s.providers.remote import RemoteSampler
 from w2s.providers.retry import Draw, MalformedResponse, RetryPolicy, draw_all
@@ -42,7 +42,7 @@ DEFAULT_MAX_TOKENS = 4096
 _PREFILL_REFUSAL_MARKS = ("prefill", "must end with a user message")
 _SAMPLING_FIELDS = ("temperature", "top_p", "top_k")
 
-_STOP: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+_STOP: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "stop",
                                   "model_context_window_exceeded": "length"}
 
 
@@ -74,27 +74,21 @@ def restore_whitespace(text: str, held: str) -> str:
 
 
 def build_messages(prompt: Prompt, prefill: str, cache: bool) -> tuple[str | None, list[dict]]:
-    """(system, messages): the conversation as text blocks, then the prefill if any."""
-    messages: list[dict] = []
-    for m in prompt.as_messages():
-        role = m.get("role")
-        if role in ("system", "developer"):
-            continue  # Anthropic takes the system prompt as a separate field
-        text = content_text(m.get("content"))
-        if not text:
-            continue  # empty text blocks are rejected
-        messages.append({"role": "assistant" if role == "assistant" else "user",
-                         "content": [{"type": "text", "text": text}]})
+    """(system, messages): the conversation as blocks (tool calls and results too), then the prefill if any."""
+    turns = [anthropic_tools.turn(m) for m in prompt.as_messages()
+             if m.get("role") not in ("system", "developer")]  # Anthropic takes the system prompt apart
+    messages = anthropic_tools.merge([t for t in turns if t is not None])
     if cache and messages:
         # One breakpoint at the end of the shared prefix caches system + conversation.
         messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
     if prefill:
         messages.append({"role": "assistant", "content": prefill})
-    return prompt.system_text(), messages
+    return anthropic_tools.system_with_format(prompt.system_text(), prompt), messages
 
 
 class AnthropicSampler(RemoteSampler):
     draw_mode = DrawMode.ANTHROPIC_PREFILL
+    tool_api = True  # client tools: tool_use / tool_result blocks (providers/anthropic_tools.py)
 
     def __init__(self, name: str, cfg: AnthropicUpstream, *, retry_policy: RetryPolicy | None = None,
                  client: sdk.AsyncAnthropic | None = None):
@@ -198,6 +192,7 @@ class AnthropicSampler(RemoteSampler):
             kw["system"] = system
         if stops:
             kw["stop_sequences"] = stops
+        kw.update(anthropic_tools.tool_fields(request.prompt.tools))
         # The SDK (2.x) no longer types the sampling controls, which Opus 4.7+
         # refuse; older models still take them in the body.
         extra = dict(self.cfg.extra_body)
@@ -222,6 +217,7 @@ def _parse(resp) -> tuple[Chunk, bool]:
     """A Message as a Chunk, and whether the response carried usage."""
     try:
         text = "".join(b.text for b in resp.content if getattr(b, "type", None) == "text")
+        calls = anthropic_tools.calls_in(resp.content)
         reason = resp.stop_reason
         usage = _usage(getattr(resp, "usage", None))
     except (AttributeError, TypeError) as e:
@@ -233,7 +229,7 @@ def _parse(resp) -> tuple[Chunk, bool]:
     prompt, completion = usage or (0, 0)
     read, write = _cache_usage(getattr(resp, "usage", None))
     return Chunk(text=text, finish_reason=finish, completion_tokens=completion, prompt_tokens=prompt,
-                 stop_sequence=seq if isinstance(seq, str) else None, cached_tokens=read,
+                 stop_sequence=seq if isinstance(seq, str) else None, tool_calls=calls, cached_tokens=read,
                  cache_write_tokens=write), usage is not None
 
 

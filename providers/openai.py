@@ -43,6 +43,7 @@ from w2s.providers.openai_draws import (
 )
 from w2s.providers.remote import RemoteSampler
 from w2s.providers.retry import draw_all
+from w2s.providers.tool_shapes import Shapes
 from w2s.proxy.core.errors import InvalidRequest, UpstreamCannotContinue, UpstreamError, UpstreamRefused
 from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.rendering import render
@@ -239,9 +240,19 @@ class CompletionsSampler(OpenAISampler):
 
 
 class _ChatSampler(OpenAISampler):
-    """Chat completions: the conversation as messages, then the partial answer if any."""
+    """Chat completions: the conversation as messages, then the partial answer if any.
+
+    Tools and `response_format` go in the shape the server was found to take (providers/tool_shapes.py)."""
 
     max_tokens_field = "max_tokens"  # what OpenAI-compatible servers all read
+    tool_api = True  # `tools` are forwarded (Engine.plan_prompt refuses them to upstreams without)
+
+    def __init__(self, name: str, cfg: Any, **kw):
+        super().__init__(name, cfg, **kw)
+        self.shapes = Shapes(self._label)
+
+    def capabilities(self) -> dict[str, Any]:
+        return {**super().capabilities(), **self.shapes.report()}
 
     def messages(self, request: SampleRequest, call: Call) -> list[dict]:
         messages = request.prompt.as_messages()
@@ -253,9 +264,28 @@ class _ChatSampler(OpenAISampler):
         kw = self.params(ctx.request, call, ctx.api_stops)
         if call.max_tokens is not None:
             kw[self.max_tokens_field] = call.max_tokens
+        prompt = ctx.request.prompt
+        messages = self.shapes.messages(self.messages(ctx.request, call), prompt)
         resp = await self.client.chat.completions.create(
-            messages=self.messages(ctx.request, call), extra_body=self.extra_body(ctx.request, call) or None, **kw)
-        return parse(resp, call.n, chat=True)
+            messages=messages, extra_body=self.extra_body(ctx.request, call) or None, **kw,
+            **self.shapes.fields(prompt))
+        drawn = parse(resp, call.n, chat=True)
+        read = [self.shapes.read(t, drawn.calls[i] if drawn.calls else (), prompt) for i, t in enumerate(drawn.texts)]
+        drawn.texts, drawn.calls = [t for t, _ in read], [c for _, c in read]
+        return drawn
+
+    async def _draw(self, ctx: Ctx, call: Call) -> list[Chunk]:
+        """A 400 for a tool or format shape moves this upstream to the next shape, and the draw is repeated."""
+        sent = self.shapes.fields(ctx.request.prompt)
+        try:
+            return await super()._draw(ctx, call)
+        except UpstreamRefused as e:
+            said = self.shapes.adapt(e, ctx.request.prompt, sent) if sent or ctx.request.prompt.tools else None
+            if said is None:
+                raise
+            log.warning("%s", said)
+            ctx.notes.add(said)
+            return await self._draw(ctx, call)
 
     def _prompt_estimate(self, enc, ctx: Ctx, call: Call) -> int:
         return tokens.count_messages(enc, self.messages(ctx.request, call))

@@ -15,6 +15,7 @@ from typing import Any
 
 from w2s.providers import tokens
 from w2s.providers.retry import MalformedResponse
+from w2s.proxy.core.tools import ToolCall
 from w2s.proxy.core.types import Chunk, FinishReason, SampleRequest
 
 log = logging.getLogger("w2s.providers.openai")
@@ -59,6 +60,7 @@ class Drawn:
     finishes: list[FinishReason]
     prompt_tokens: int | None
     completion_tokens: int | None
+    calls: list[tuple[ToolCall, ...]] = field(default_factory=list)  # per choice, when the API parsed tool calls
 
     cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens: the prompt cache's share
 
@@ -129,8 +131,9 @@ def chunks_of(drawn: Drawn, ctx: Ctx, completion: list[int], prompt_total: int, 
         text, finish = cut_at_stops(raw, drawn.finishes[i], ctx.stops)
         if len(text) < len(raw) and any(s in raw for s in ctx.api_stops):
             ctx.notes.add(f"{label} left a stop string in its text: cut here")
+        calls = drawn.calls[i] if i < len(drawn.calls) else ()
         chunks.append(Chunk(text=text, finish_reason=finish, completion_tokens=completion[i],
-                            prompt_tokens=prompt[i]))
+                            prompt_tokens=prompt[i], tool_calls=calls))
     if drawn.cached_tokens:  # the prompt cache's share, split over the choices like the prompt
         for c, share in zip(chunks, tokens.split_total(drawn.cached_tokens, [1] * len(chunks))):
             c.cached_tokens = share
@@ -164,6 +167,7 @@ def parse(resp: Any, n: int, *, chat: bool) -> Drawn:
         if not choices:
             raise MalformedResponse("no choices")
         texts = [(c.message.content or "") if chat else (c.text or "") for c in choices]
+        calls = _calls(choices, chat)
         finishes = [finish_of(c.finish_reason) for c in choices]
         usage = getattr(resp, "usage", None)
         prompt = getattr(usage, "prompt_tokens", None)
@@ -173,9 +177,25 @@ def parse(resp: Any, n: int, *, chat: bool) -> Drawn:
         raise MalformedResponse(type(e).__name__) from None
     if not all(isinstance(t, str) for t in texts):
         raise MalformedResponse("choice text is not a string")
-    drawn = Drawn(texts, finishes, _count_or_none(prompt), _count_or_none(completion))
+    drawn = Drawn(texts, finishes, _count_or_none(prompt), _count_or_none(completion), calls)
     drawn.cached_tokens = cached
     return drawn
+
+
+def _calls(choices: list[Any], chat: bool) -> list[tuple[ToolCall, ...]]:
+    return [tool_calls_of(c.message) for c in choices] if chat else []
+
+
+def tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
+    """A chat message's parsed `tool_calls` as core values (function calls only)."""
+    out = []
+    for c in getattr(message, "tool_calls", None) or ():
+        fn = getattr(c, "function", None)
+        if fn is None or not isinstance(getattr(fn, "name", None), str):
+            continue
+        args = fn.arguments if isinstance(fn.arguments, str) else "{}"
+        out.append(ToolCall(str(getattr(c, "id", None) or f"call_{len(out)}"), fn.name, args))
+    return tuple(out)
 
 
 def _count_or_none(v: Any) -> int | None:

@@ -21,6 +21,7 @@ from w2s.providers.registry import make_sampler
 from w2s.proxy.core import context, guide_weights, limits
 from w2s.proxy.core.config import Config, RouteConfig, search_params_with
 from w2s.proxy.core.cost import Prices
+from w2s.proxy.core.errors import UnsupportedField
 from w2s.proxy.core.health import UpstreamHealth
 from w2s.proxy.core.interfaces import Sampler, Scorer
 from w2s.proxy.core.modes import SearchMode, decide_mode
@@ -124,6 +125,35 @@ class Engine:
         return guide_weights.resolve(asked, defaults, rc.guide if cfg is not None else None,
                                      self.config.server.limits, rc.limits, info.name)
 
+    def plan_prompt(self, route: str | RouteInfo | None, overrides: dict | None, prompt: Prompt) -> Plan:
+        """`plan` for this prompt: tools that may be called, or an output format, need whole answers
+        (proxy/core/tools.py), so they decide the mode too; a route with `tools: passthrough` skips the
+        search for them. 400 when the upstream has no tool API."""
+        plan = self.plan(route, overrides)
+        if not prompt.whole_answers:
+            return plan
+        info, params = plan.route, plan.params
+        if prompt.tools is not None and prompt.tools.callable:
+            self._check_tool_api(info)
+        passthrough = info.config.passthrough or (info.config.tools == "passthrough" and prompt.tools is not None)
+        params = replace(params, w=max(1, params.n), k=1, l=None) if passthrough else replace(params, l=None)
+        mode = decide_mode(params, exact=info.exact, passthrough=passthrough, whole=True)
+        return replace(plan, params=params, mode=mode)
+
+    def _check_tool_api(self, info: RouteInfo) -> None:
+        """A request with tools to an upstream with no tool API (completions, local) is a 400 naming the
+        route and the routes that can take it: never silently dropped."""
+        name = info.config.upstream
+        if getattr(self.samplers[name], "tool_api", False):
+            return
+        able = [r for r, rc in self.config.routes.items() if getattr(self.samplers[rc.upstream], "tool_api", False)]
+        kind = getattr(self.samplers[name], "draw_mode", "local")
+        raise UnsupportedField(
+            f"route {info.name!r}: its upstream {name!r} ({kind}) has no tool API, so a request with tools cannot "
+            f"be honoured there. Routes whose upstream takes tools: {', '.join(able) or 'none configured'} "
+            "(an openai upstream in mode chat-continue, chat-only or responses, or anthropic); or send "
+            "tool_choice: none", param="tools", code="tools_not_supported")
+
     # --- running it -----------------------------------------------------------------
 
     def check_upstream(self, plan: Plan) -> None:
@@ -149,7 +179,7 @@ class Engine:
         sampler = self.upstreams[rc.upstream]
         # Probes what it must before the search plans (e.g. whether it really continues a prefix).
         await sampler.prepare(continuation=plan.mode is SearchMode.CBS)
-        if rc.passthrough:
+        if plan.mode is SearchMode.PASSTHROUGH:
             # n independent draws, duplicates kept (what a client of `n` expects).
             result = await search(prompt, sampler, None, plan.params, on_round, mode=plan.mode,
                                     prices=self.prices(plan))

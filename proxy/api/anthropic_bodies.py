@@ -2,6 +2,7 @@
 events, built here once for the handler and its stream."""
 from __future__ import annotations
 
+from w2s.proxy.api import anthropic_tools as at
 from w2s.proxy.api import protocol_anthropic as pa
 from w2s.proxy.api.job import Job
 from w2s.proxy.api.results import new_id, usage_counts
@@ -16,6 +17,8 @@ def stop_reason(answer: Answer) -> tuple[pa.StopReason, str | None]:
     an upstream that cannot tell (OpenAI's API-side stops) reads as end_turn,
     never a guess.
     """
+    if answer.tool_calls:
+        return "tool_use", None
     if answer.finish_reason == "length":
         return "max_tokens", None
     if answer.stop_sequence is not None:
@@ -28,12 +31,18 @@ def message(result: SearchResult, job: Job, msg_id: str | None = None) -> pa.Mes
     reason, seq = stop_reason(best)
     p, _ = usage_counts(result, job)
     return pa.Message(
-        id=msg_id or new_id("msg_"), model=job.route, content=[pa.TextBlock(text=best.text)],
+        id=msg_id or new_id("msg_"), model=job.route, content=content(best),
         stop_reason=reason, stop_sequence=seq,
         # One message comes back, so only the best answer's tokens count.
         usage=pa.Usage(input_tokens=p, output_tokens=best.completion_tokens),
         w2s=w2s_field(result, job),
     )
+
+
+def content(answer: Answer) -> list[pa.TextBlock | at.ToolUseBlock]:
+    """The answer's text block (left out when empty beside tool calls), then a tool_use block per call."""
+    text = [pa.TextBlock(text=answer.text)] if answer.text or not answer.tool_calls else []
+    return [*text, *(at.tool_use(c) for c in answer.tool_calls)]
 
 
 def message_start(job: Job, msg_id: str, input_tokens: int) -> pa.MessageStart:

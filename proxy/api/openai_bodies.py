@@ -2,11 +2,12 @@
 handlers, their streams and batch output files alike."""
 from __future__ import annotations
 
+from w2s.proxy.api import openai_tools as tw
 from w2s.proxy.api import protocol_openai as po
 from w2s.proxy.api.job import Job
 from w2s.proxy.api.results import new_id, now, usage_counts
 from w2s.proxy.api.trace import w2s_field
-from w2s.proxy.core.types import SearchResult
+from w2s.proxy.core.types import Answer, SearchResult
 
 CHAT_URL = "/v1/chat/completions"
 TEXT_URL = "/v1/completions"
@@ -20,10 +21,20 @@ def usage(result: SearchResult, job: Job) -> po.Usage:
 def chat_completion(result: SearchResult, job: Job) -> po.ChatCompletion:
     return po.ChatCompletion(
         id=new_id("chatcmpl-"), created=now(), model=job.route,
-        choices=[po.ChatChoice(index=i, message=po.AssistantMessage(content=a.text), finish_reason=a.finish_reason)
+        choices=[po.ChatChoice(index=i, message=assistant_message(a), finish_reason=finish_reason(a))
                  for i, a in enumerate(result.answers)],
         usage=usage(result, job), w2s=w2s_field(result, job),
     )
+
+
+def assistant_message(a: Answer) -> po.AssistantMessage:
+    """The answer's text, and its tool calls whole (content null when a call has no text beside it)."""
+    content = a.text if a.text or not a.tool_calls else None
+    return po.AssistantMessage(content=content, tool_calls=tw.calls_out(a.tool_calls))
+
+
+def finish_reason(a: Answer) -> str:
+    return "tool_calls" if a.tool_calls else a.finish_reason
 
 
 def completion(result: SearchResult, job: Job) -> po.Completion:
@@ -58,6 +69,10 @@ class ChatChunks:
 
     def finish(self, i: int, reason: str) -> po.ChatCompletionChunk:
         return self.event([po.ChunkChoice(index=i, delta=po.Delta(), finish_reason=reason)])
+
+    def calls(self, i: int, answer: Answer) -> po.ChatCompletionChunk:
+        """The answer's tool calls, each whole, in one chunk (sent once the answer is chosen)."""
+        return self.event([po.ChunkChoice(index=i, delta=po.Delta(tool_calls=tw.calls_delta(answer.tool_calls)))])
 
 
 class TextChunks:

@@ -1,15 +1,19 @@
 """Anthropic wire models: POST /v1/messages and its stream events.
 
 Same policy as the OpenAI side: strict types, a 400 naming any field the
-proxy cannot honour (tools, images, extended thinking...), harmless fields
-accepted and ignored.
+proxy cannot honour (images, extended thinking, server tools...), harmless
+fields accepted and ignored. Client tools, `tool_use` / `tool_result` history
+blocks and `output_format` are taken (proxy/api/anthropic_tools.py): whole
+answers, searched (docs/tools.md).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from w2s.proxy.api import anthropic_tools as at
 from w2s.proxy.api import w2s_options
 from w2s.proxy.core.errors import InvalidRequest, UnsupportedField
 from w2s.proxy.core.types import Prompt
@@ -32,12 +36,9 @@ def _empty(v: Any) -> bool:
 
 
 NEUTRAL: dict[str, Callable[[Any], bool]] = {
-    "tools": _empty,
-    "tool_choice": lambda v: v is None or (isinstance(v, dict) and v.get("type") in ("auto", "none")),
     "thinking": lambda v: v is None or (isinstance(v, dict) and v.get("type") == "disabled"),
     "mcp_servers": _empty,
     "context_management": _empty,
-    "output_format": _empty,
     "output_config": _empty,
 }
 
@@ -65,14 +66,18 @@ class MessagesRequest(BaseModel):
     top_k: int | None = Field(None, ge=1)
     stream: bool | None = False
     w2s: dict[str, Any] | None = None  # per-request search overrides (+ "trace")
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    output_format: dict[str, Any] | None = None
 
     def check_supported(self) -> None:
         w2s_options.check_extra_fields(self.model_extra, IGNORED, NEUTRAL)
+        self.tool_set(), self.format()  # 400s naming the field
         if isinstance(self.system, list):
             _check_blocks(self.system, "system")
         for i, m in enumerate(self.messages):
             if isinstance(m.content, list):
-                _check_blocks(m.content, f"messages[{i}].content")
+                _check_blocks(m.content, f"messages[{i}].content", m.role)
         if self.stop_sequences is not None and len(self.stop_sequences) > 16:
             raise InvalidRequest("stop_sequences: at most 16 sequences", param="stop_sequences")
 
@@ -83,8 +88,17 @@ class MessagesRequest(BaseModel):
             if system:
                 msgs.append({"role": "system", "content": system})
         for m in self.messages:
-            msgs.append({"role": m.role, "content": _text_of(m.content)})
-        return Prompt.chat(msgs)
+            if isinstance(m.content, list) and any(b.get("type") != "text" for b in m.content):
+                msgs.extend(at.turns_of(m.role, m.content))
+            else:
+                msgs.append({"role": m.role, "content": _text_of(m.content)})
+        return replace(Prompt.chat(msgs), tools=self.tool_set(), output=self.format())
+
+    def tool_set(self):
+        return at.tool_set(self.tools, self.tool_choice)
+
+    def format(self):
+        return at.output_format(self.output_format)
 
     def search_overrides(self) -> dict[str, Any]:
         out: dict[str, Any] = {"max_tokens": self.max_tokens}
@@ -96,9 +110,12 @@ class MessagesRequest(BaseModel):
         return out
 
 
-def _check_blocks(blocks: list[dict[str, Any]], where: str) -> None:
+def _check_blocks(blocks: list[dict[str, Any]], where: str, role: str | None = None) -> None:
     for j, b in enumerate(blocks):
         kind = b.get("type")
+        if kind in ("tool_use", "tool_result") and role is not None:
+            at.check_tool_block(b, role, f"{where}[{j}]")
+            continue
         if kind != "text":
             raise UnsupportedField(f"{where}[{j}]: only text content blocks are supported (got {kind!r})",
                                    param=f"{where}[{j}].type")
@@ -113,12 +130,12 @@ def _check_blocks(blocks: list[dict[str, Any]], where: str) -> None:
 def _text_of(content: str | list[dict[str, Any]]) -> str:
     if isinstance(content, str):
         return content
-    return "".join(b["text"] for b in content)
+    return "".join(b["text"] for b in content if b.get("type") == "text")
 
 
 # --- response side ------------------------------------------------------------
 
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
 class Usage(BaseModel):
@@ -135,7 +152,7 @@ class Message(BaseModel):
     id: str  # msg_...
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
-    content: list[TextBlock]
+    content: list[TextBlock | at.ToolUseBlock]
     model: str  # the route name the client asked for
     stop_reason: StopReason | None = None
     stop_sequence: str | None = None
@@ -151,7 +168,7 @@ class MessageStart(BaseModel):
 class ContentBlockStart(BaseModel):
     type: Literal["content_block_start"] = "content_block_start"
     index: int = 0
-    content_block: TextBlock
+    content_block: TextBlock | at.ToolUseBlock
 
 
 class TextDelta(BaseModel):
@@ -159,10 +176,15 @@ class TextDelta(BaseModel):
     text: str
 
 
+class InputJsonDelta(BaseModel):
+    type: Literal["input_json_delta"] = "input_json_delta"
+    partial_json: str
+
+
 class ContentBlockDelta(BaseModel):
     type: Literal["content_block_delta"] = "content_block_delta"
     index: int = 0
-    delta: TextDelta
+    delta: TextDelta | InputJsonDelta
 
 
 class ContentBlockStop(BaseModel):

@@ -2,8 +2,10 @@
 
 Requests are validated strictly (a string is not a number); every field the
 proxy cannot honour is refused with a 400 naming it, unless it is sent at a
-value that changes nothing (e.g. `logprobs: false`, `tools: []`). Fields with
-no effect on the answer (`user`, `metadata`, ...) are accepted and ignored.
+value that changes nothing (e.g. `logprobs: false`). Fields with no effect on
+the answer (`user`, `metadata`, ...) are accepted and ignored. Chat requests
+take tools and `response_format` (proxy/api/openai_tools.py): whole answers,
+searched (docs/tools.md).
 
 vLLM's extensions that OpenAI-compatible clients (this proxy's own `openai`
 provider among them) send are honoured: `top_k`, and on chat requests
@@ -16,10 +18,12 @@ a 400 naming the field, never silently done the other way.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from w2s.proxy.api import openai_tools as tw
 from w2s.proxy.api import w2s_options
 from w2s.proxy.core.errors import InvalidRequest, UnsupportedField
 from w2s.proxy.core.types import Prompt
@@ -81,6 +85,7 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
     tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None  # a `tool` turn: the call it answers
     function_call: Any = None
     audio: Any = None
     # DeepSeek/Mistral's and Kimi/Qwen's marks for "continue this assistant message": the same as
@@ -142,24 +147,18 @@ class ChatCompletionRequest(_Common):
     # vLLM's chat-template flags (see the module docstring).
     continue_final_message: bool | None = None
     add_generation_prompt: bool | None = None
+    # Tools and structured output (proxy/api/openai_tools.py): whole answers, searched.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
 
     def check_supported(self) -> None:
         super().check_supported()
         self._check_continue_flags()
+        self.tool_set(), self.output_format()  # 400s naming the field
         for i, m in enumerate(self.messages):
-            where = f"messages[{i}]"
-            if m.role in ("tool", "function"):
-                raise UnsupportedField(f"{where}.role: tool results are not supported", param=f"{where}.role")
-            for key in ("tool_calls", "function_call", "audio"):
-                if not _empty(getattr(m, key)):
-                    raise UnsupportedField(f"{where}.{key}: not supported by this proxy", param=f"{where}.{key}")
-            if isinstance(m.content, list):
-                for j, part in enumerate(m.content):
-                    kind = part.get("type")
-                    if kind != "text" or not isinstance(part.get("text"), str):
-                        p = f"{where}.content[{j}]"
-                        raise UnsupportedField(f"{p}: only text content parts are supported (got {kind!r})",
-                                               param=f"{p}.type")
+            _check_message(m, f"messages[{i}]")
 
     def _check_continue_flags(self) -> None:
         cont, gen = self.continue_final_message, self.add_generation_prompt
@@ -182,12 +181,49 @@ class ChatCompletionRequest(_Common):
                                            "proxy; a new turn after it is not supported", param=key)
 
     def to_prompt(self) -> Prompt:
-        return Prompt.chat([m.model_dump(include={"role", "content", "name"}, exclude_none=True)
-                            for m in self.messages])
+        prompt = Prompt.chat([self._message(m, i) for i, m in enumerate(self.messages)])
+        return replace(prompt, tools=self.tool_set(), output=self.output_format())
+
+    @staticmethod
+    def _message(m: ChatMessage, i: int) -> dict:
+        out = m.model_dump(include={"role", "content", "name", "tool_call_id"}, exclude_none=True)
+        if m.role == "assistant" and m.tool_calls:
+            out["tool_calls"] = tw.history_calls(m.tool_calls, f"messages[{i}].tool_calls")
+            out.setdefault("content", None)
+        return out
+
+    def tool_set(self):
+        return tw.tool_set(self.tools, self.tool_choice, self.parallel_tool_calls)
+
+    def output_format(self):
+        return tw.output_format(self.response_format)
 
     def answer_max_tokens(self) -> int | None:
         # max_completion_tokens is the newer name; when both come it is the one meant.
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+
+def _check_message(m: ChatMessage, where: str) -> None:
+    if m.role == "function":
+        raise UnsupportedField(f"{where}.role: legacy function results are not supported (use role: tool)",
+                               param=f"{where}.role")
+    if m.role == "tool" and not m.tool_call_id:
+        raise InvalidRequest(f"{where}.tool_call_id: required on a tool message", param=f"{where}.tool_call_id")
+    if m.tool_calls and m.role == "assistant":
+        tw.history_calls(m.tool_calls, f"{where}.tool_calls")
+    elif not _empty(m.tool_calls):
+        raise UnsupportedField(f"{where}.tool_calls: only on an assistant message", param=f"{where}.tool_calls")
+    for key in ("function_call", "audio"):
+        if not _empty(getattr(m, key)):
+            raise UnsupportedField(f"{where}.{key}: not supported by this proxy", param=f"{where}.{key}")
+    if isinstance(m.content, list):
+        for j, part in enumerate(m.content):
+            kind = part.get("type")
+            if kind != "text" or not isinstance(part.get("text"), str):
+                p = f"{where}.content[{j}]"
+                raise UnsupportedField(f"{p}: only text content parts are supported (got {kind!r})",
+                                       param=f"{p}.type")
 
 
 class CompletionRequest(_Common):
@@ -213,14 +249,18 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None  # null beside tool calls when the answer has no text
     refusal: None = None
+    tool_calls: list[tw.ToolCallOut] | None = _omit_none()
+
+
+ChatFinish = Literal["stop", "length", "tool_calls"]
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: ChatFinish
     logprobs: None = None
 
 
@@ -238,12 +278,13 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = _omit_none()
     content: str | None = _omit_none()
+    tool_calls: list[tw.ToolCallDelta] | None = _omit_none()
 
 
 class ChunkChoice(BaseModel):
     index: int
     delta: Delta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: ChatFinish | None = None
     logprobs: None = None
 
 

@@ -16,7 +16,8 @@ Version 2 (version 1 had no `prompt`, `state`, `chunk`, `chunk_tokens`,
      "rounds": [{"index", "upstream_calls", "upstream_prompt_tokens", "upstream_completion_tokens",
                  "scorer_tokens", "sample_seconds", "score_seconds", "failed_chunks", "exact", "notes",
                  "candidates": [{"index", "parent", "text", "chunk", "score", "state", "kept", "finished",
-                                 "finish_reason", "tokens", "chunk_tokens", "carried"}]}]}
+                                 "finish_reason", "tokens", "chunk_tokens", "carried",
+                                 "tool_calls", "rejected"}]}]}   # tools and output formats: docs/tools.md
 
 A candidate's `parent` indexes the previous round's candidates; `chunk` is what
 this round added (its text minus its parent's); `state` is "kept" (goes on),
@@ -48,7 +49,6 @@ def trace_body(result: SearchResult, job: Job, prompt_chars: int | None = None) 
         "mode_changes": [{"from": c.before, "to": c.after, "reason": c.reason} for c in result.mode_changes],
         "upstream": result.upstream,
         "params": dataclasses.asdict(job.params),
-        "guide_weights": job.plan.guide_weights,  # a mixture's weights as this request set them (null: config's)
         "prompt": prompt_view(job.prompt, prompt_chars),
         "upstream_calls": result.upstream_calls,
         "upstream_prompt_tokens": result.upstream_prompt_tokens,
@@ -101,7 +101,8 @@ def candidate_body(index: int, c: CandidateTrace, parent: CandidateTrace | None)
         "tokens": c.tokens,
         "chunk_tokens": c.tokens - parent.tokens if extends else c.tokens,
         "carried": carried,
-        "parts": c.parts,  # a mixture guide: {part: raw score}, score = sum(weight * part); else null
+        "tool_calls": [dataclasses.asdict(t) for t in c.tool_calls],  # a candidate that calls tools
+        "rejected": c.rejected,  # why it could not be returned (the output format): never scored nor kept
     }
 
 

@@ -65,6 +65,19 @@ class OutputFormat:
     strict: bool | None = None
 
 
+def whole_reason(tools: ToolSet | None, output: OutputFormat | None, mode: str) -> str:
+    """Why a search draws whole answers, and what it runs as (said in the notes and the trace)."""
+    what = []
+    if tools is not None and tools.callable:
+        what.append(f"tools offered (tool_choice {tools.name or tools.choice}): a tool call cannot be split "
+                    "across chunks")
+    if output is not None:
+        what.append(f"output format {output.kind}: only a whole answer can be validated")
+    how = "plain draws, no search" if mode == "passthrough" else \
+        "one plain draw" if mode == "sample" else f"guided Best-of-N over whole answers ({mode})"
+    return f"{'; '.join(what)}: {how}"
+
+
 def calls_of(message: dict) -> list[ToolCall]:
     """The tool calls of an OpenAI-style assistant message (history)."""
     out = []

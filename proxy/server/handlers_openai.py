@@ -57,8 +57,11 @@ class _Events:
     async def text(self, sse: EventStream, index: int, text: str) -> None:
         await sse.send(self.chunks.text(index, text))
 
+    async def calls(self, sse: EventStream, index: int, answer: Answer) -> None:
+        await sse.send(self.chunks.calls(index, answer))  # chat only: completions answers never call tools
+
     async def close(self, sse: EventStream, index: int, answer: Answer) -> None:
-        await sse.send(self.chunks.finish(index, answer.finish_reason))
+        await sse.send(self.chunks.finish(index, ob.finish_reason(answer)))
 
     async def done(self, sse: EventStream, result: SearchResult) -> None:
         w2s = w2s_field(result, self.job)  # the trace, or what degraded: in a last chunk with no choices

@@ -2,6 +2,8 @@
 
 After each round the text every kept beam agrees on can no longer change, so
 it goes out at once; the rest of each answer goes out when the search ends.
+Answers that may be tool calls or must be JSON (whole answers) go out only
+once chosen and validated, tool calls after the text, each whole.
 Each API supplies its own events (`Events`): the driver decides *when* and
 *what text*, the API only how it looks on the wire.
 """
@@ -32,6 +34,9 @@ class Events(Protocol):
         """Before answer `index`'s first text (OpenAI: a role chunk per choice; Anthropic: message_start)."""
 
     async def text(self, sse: EventStream, index: int, text: str) -> None: ...
+
+    async def calls(self, sse: EventStream, index: int, answer: Answer) -> None:
+        """Answer `index`'s tool calls, each whole, after its text (only answers that call tools)."""
 
     async def close(self, sse: EventStream, index: int, answer: Answer) -> None:
         """After answer `index`'s last text."""
@@ -64,7 +69,8 @@ async def stream_search(svc: Service, request: web.Request, job: Job, events: Ev
     distinct ones may survive.
     """
     sse = EventStream(request, stats_headers(None, job))
-    live = events.best_only or job.params.n == 1
+    # A tool call or a JSON answer streams only once chosen (and validated): never as a committed prefix.
+    live = (events.best_only or job.params.n == 1) and not job.prompt.whole_answers
     sent = ""
 
     async def on_round(trace: RoundTrace, kept: list[str]) -> None:
@@ -89,6 +95,8 @@ async def stream_search(svc: Service, request: web.Request, job: Job, events: Ev
         rest = suffix_after(answer.text, sent) if streamed else answer.text
         if rest:
             await events.text(sse, i, rest)
+        if answer.tool_calls:
+            await events.calls(sse, i, answer)
         await events.close(sse, i, answer)
     await events.done(sse, result)
     return await sse.finish()

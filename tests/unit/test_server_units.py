@@ -206,12 +206,10 @@ def _chat(**kw) -> po.ChatCompletionRequest:
 
 
 @pytest.mark.parametrize("field, value", [
-    ("tools", [{"type": "function", "function": {"name": "f"}}]),
-    ("tool_choice", "required"),
-    ("functions", [{"name": "f"}]),
+    ("functions", [{"name": "f"}]),  # the legacy form of tools (tools themselves: tests/unit/test_tools_api.py)
+    ("function_call", {"name": "f"}),
     ("logprobs", True),
     ("top_logprobs", 3),
-    ("response_format", {"type": "json_object"}),
     ("logit_bias", {"50256": -100}),
     ("presence_penalty", 0.5),
     ("some_new_field", 1),
@@ -224,11 +222,10 @@ def test_unsupported_openai_fields_are_refused_by_name(field, value):
 
 # What SDKs send by default or as a no-op, each beside a value of the same field that asks for more.
 NEUTRAL_CASES = [  # (field, a value that asks for nothing this proxy cannot do, one that does)
-    ("tools", [], [{"type": "function", "function": {"name": "f"}}]),
-    ("tool_choice", "auto", "required"),
+    ("functions", [], [{"name": "f"}]),
+    ("function_call", "auto", {"name": "f"}),
     ("logprobs", False, True),
     ("top_logprobs", 0, 3),
-    ("response_format", {"type": "text"}, {"type": "json_object"}),
     ("frequency_penalty", 0, 0.5),
     ("presence_penalty", 0, 1.0),
     ("logit_bias", {}, {"50256": -100}),
@@ -251,14 +248,14 @@ def test_neutral_and_harmless_openai_fields_are_accepted(field, neutral, harmful
     assert e.value.param == field
 
 
-def test_image_parts_and_tool_messages_are_refused_by_path():
+def test_image_parts_and_legacy_function_messages_are_refused_by_path():
     req = _chat(messages=[{"role": "user", "content": [{"type": "text", "text": "a"},
                                                        {"type": "image_url", "image_url": {"url": "x"}}]}])
     with pytest.raises(UnsupportedField) as e:
         req.check_supported()
     assert e.value.param == "messages[0].content[1].type"
     with pytest.raises(UnsupportedField) as e:
-        _chat(messages=[{"role": "tool", "content": "r", "tool_call_id": "1"}]).check_supported()
+        _chat(messages=[{"role": "function", "content": "r", "name": "f"}]).check_supported()
     assert e.value.param == "messages[0].role"
 
 
@@ -319,7 +316,7 @@ def test_anthropic_request_to_prompt_and_overrides():
 
 
 @pytest.mark.parametrize("extra, param", [
-    ({"tools": [{"name": "t", "input_schema": {}}]}, "tools"),
+    ({"tools": [{"type": "bash_20250124", "name": "bash"}]}, "tools[0].type"),  # server tools: not ours to run
     ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "messages[0].content[0].type"),
 ])
