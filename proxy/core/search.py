@@ -20,14 +20,16 @@ configurable or harmless:
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Awaitable, Callable
 
+from w2s.proxy.core.cost import Prices, Usage, cost_usd, tokens_affordable
 from w2s.proxy.core.errors import NoValidAnswer, UpstreamError
 from w2s.proxy.core.interfaces import Sampler, ScoringSession
 from w2s.proxy.core.modes import SearchMode, decide_mode
-from w2s.proxy.core.tools import ToolCall, answer_text, check_output
+from w2s.proxy.core.tools import ToolCall, answer_text, check_output, whole_reason
 from w2s.proxy.core.types import (
     Answer,
     CandidateTrace,
@@ -57,6 +59,7 @@ class _Beam:
     stop_sequence: str | None = None
     parent: int | None = None  # index of the parent in the previous round's candidates
     index: int = -1  # index in this round's candidates (the trace's numbering)
+    draws: int = 0  # continuations it gets next round, once kept (allocate); 0 and unfinished: pruned
     tool_calls: tuple[ToolCall, ...] = ()  # a whole answer that calls tools
     rejected: str | None = None  # why it cannot be returned (the request's output format)
 
@@ -113,14 +116,26 @@ class _Spent:
     completion_tokens: int = 0
     failed: int = 0
     seconds: float = 0.0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.calls, self.prompt_tokens, self.cached_tokens, self.cache_write_tokens,
+                     self.completion_tokens)
 
 
 class _Search:
     """The state one search carries from round to round."""
 
     def __init__(self, prompt: Prompt, sampler: Sampler, scorer: ScoringSession | None,
-                 params: SearchParams, on_round: OnRound | None, mode: SearchMode):
+                 params: SearchParams, on_round: OnRound | None, mode: SearchMode, prices: Prices | None = None):
         self.prompt, self.sampler, self.scorer, self.params = prompt, sampler, scorer, params
+        self.prices = prices  # the upstream's, USD per million tokens: cost_usd and max_cost_usd
+        self.lead: int | None = None  # index of the best kept beam in the last round's candidates
+        self.streak = 0  # rounds in a row the best kept beam descended from the previous best
+        self.decided = False  # decide_after: only the leading beam(s) are continued from here on
+        self.last_draws = 0  # draws of the last round (prompt tokens per draw: max_cost_usd's estimate)
         self.on_round = on_round
         # Pass-through routes return n independent draws, duplicates included, as OpenAI's `n` does.
         self.distinct = mode is not SearchMode.PASSTHROUGH
@@ -134,6 +149,8 @@ class _Search:
                                  "whole answers only")
         # A tool call or JSON answer cannot be cut: one round of whole answers (prompt.whole_answers).
         self.whole = prompt.whole_answers
+        if self.whole:
+            self.result.note(whole_reason(prompt.tools, prompt.output, mode))
         self.score_cache: dict[tuple, float] = {}  # identical candidates scored once
         self.kept: list[_Beam] = []
 
@@ -142,12 +159,13 @@ class _Search:
         while True:
             await self.round(index)
             index += 1
-            if all(b.finished for b in self.kept):
+            if all(b.finished or b.draws == 0 for b in self.kept) or self.out_of_money():
                 break
         n = self.params.n
+        # Finished beams first: a pruned partial answer is only returned when n asks for more.
+        self.kept = [b for b in self.kept if b.finished] + [b for b in self.kept if not b.finished]
         self.result.answers = [Answer(b.text, b.score, b.finish_reason, b.tokens, b.stop_sequence, b.index,
-                                      tool_calls=b.tool_calls)
-                               for b in self.kept[:n]]
+                                      tool_calls=b.tool_calls) for b in self.kept[:n]]
         return self.result
 
     async def round(self, index: int) -> None:
@@ -164,6 +182,7 @@ class _Search:
         score_seconds = time.perf_counter() - t0
         self.result.scorer_tokens += scorer_tokens
         self.kept = self.select(candidates)
+        self.allocate()
         if not self.kept:
             self.no_valid_answer(candidates)
         trace = self.trace(index, candidates, spent, scorer_tokens, score_seconds, sampled)
@@ -179,7 +198,7 @@ class _Search:
         """Round 0: W*K draws from the bare prompt; then K per unfinished kept beam."""
         if index == 0:
             return [(None, ROOT)] * (self.width * self.params.k)
-        return [(b.index, b) for b in self.kept if not b.finished for _ in range(self.params.k)]
+        return [(b.index, b) for b in self.kept if not b.finished for _ in range(b.draws)]
 
     def continuations(self, draws: list[Draw]) -> list[Continuation]:
         p = self.params
@@ -189,6 +208,9 @@ class _Search:
             # Share what is left of the budget between the draws of this round.
             left = p.max_upstream_tokens - self.result.upstream_completion_tokens
             share = max(1, left // len(draws))
+        money = self.money_share(len(draws))
+        if money is not None:
+            share = money if share is None else min(share, money)
         conts = []
         for _, beam in draws:
             room = p.max_tokens - beam.tokens
@@ -199,6 +221,7 @@ class _Search:
     async def draw(self, draws: list[Draw], index: int) -> tuple[SampleResult, _Spent]:
         p = self.params
         seed = None if p.seed is None else p.seed * SEED_STRIDE + index
+        self.last_draws = len(draws)
         req = SampleRequest(self.prompt, self.continuations(draws), p.temperature, p.top_p, p.top_k, p.stop, seed)
         t0 = time.perf_counter()
         sampled = await self.sampler.sample(req)
@@ -206,6 +229,8 @@ class _Search:
         for chunk in sampled.chunks:
             spent.prompt_tokens += chunk.prompt_tokens
             spent.completion_tokens += chunk.completion_tokens
+            spent.cached_tokens += chunk.cached_tokens
+            spent.cache_write_tokens += chunk.cache_write_tokens
             spent.failed += chunk.error is not None
         return sampled, spent
 
@@ -255,13 +280,17 @@ class _Search:
         r.upstream_calls += spent.calls
         r.upstream_prompt_tokens += spent.prompt_tokens
         r.upstream_completion_tokens += spent.completion_tokens
+        r.upstream_cached_tokens += spent.cached_tokens
+        r.upstream_cache_write_tokens += spent.cache_write_tokens
+        if self.prices is not None:
+            r.cost_usd = (r.cost_usd or 0.0) + cost_usd(spent.usage, self.prices)
 
     def pool(self, children: list[_Beam]) -> list[_Beam]:
         """This round's candidates: finished kept beams (they compete again) and the children."""
         carried = [replace(b, parent=b.index) for b in self.kept if b.finished]
         candidates = _distinct(carried + children, self.distinct)
         budget = self.params.max_upstream_tokens
-        if budget is not None and self.result.upstream_completion_tokens >= budget:
+        if (budget is not None and self.result.upstream_completion_tokens >= budget) or self.money_spent():
             self.result.budget_exhausted = True
             for b in candidates:
                 if not b.finished:
@@ -308,10 +337,77 @@ class _Search:
         ranked = sorted(valid, key=lambda b: -(b.score if b.score is not None else 0.0))
         return ranked[: self.width]
 
+    # --- allocate: how many continuations each kept beam gets next round ---------
+
+    def allocate(self) -> None:
+        """k per kept unfinished beam (CBS); fewer behind the best (k_tau); none but the leaders once decided."""
+        p = self.params
+        self.update_decided()
+        best = _score(self.kept[0]) if self.kept else 0.0
+        leaders = {id(b) for b in self.kept[: max(1, p.n)]}
+        for b in self.kept:
+            if b.finished or (self.decided and id(b) not in leaders):
+                b.draws = 0
+            elif p.k_tau is not None and not self.decided:
+                gap = max(0.0, best - _score(b))
+                b.draws = max(p.k_min, round(p.k * math.exp(-gap / p.k_tau)))
+            else:
+                b.draws = p.k
+
+    def update_decided(self) -> None:
+        """decide_after: the best kept beam descended from the last round's best that many rounds in a row."""
+        lead = self.kept[0] if self.kept else None
+        same = lead is not None and self.lead is not None and lead.parent == self.lead
+        self.streak = self.streak + 1 if same else 0
+        self.lead = lead.index if lead is not None else None
+        after = self.params.decide_after
+        if after is not None and self.streak >= after and not self.decided:
+            self.decided = True
+            self.result.note(f"decided in round {len(self.result.rounds)}: the best beam led {after} rounds "
+                             "in a row, only it is continued (decide_after)")
+
+    # --- money: max_cost_usd ----------------------------------------------------
+
+    def money_left(self) -> float | None:
+        if self.params.max_cost_usd is None or self.prices is None:
+            return None
+        return self.params.max_cost_usd - (self.result.cost_usd or 0.0)
+
+    def money_spent(self) -> bool:
+        left = self.money_left()
+        return left is not None and left <= 0
+
+    def prompt_per_call(self) -> float:
+        """Prompt tokens one draw sent in the last round (0 before the first): what the next will send at least."""
+        last = self.result.rounds[-1] if self.result.rounds else None
+        return last.upstream_prompt_tokens / max(1, self.last_draws) if last is not None else 0.0
+
+    def money_share(self, draws: int) -> int | None:
+        """Completion tokens each of this round's draws may write within max_cost_usd; None: no money budget."""
+        left = self.money_left()
+        if left is None:
+            return None
+        return max(1, tokens_affordable(left, draws, self.prompt_per_call(), self.prices) // max(1, draws))
+
+    def out_of_money(self) -> bool:
+        """Not enough of max_cost_usd left for the next round's prompts and a token each: every kept beam ends
+        here (finish_reason length), the best so far is the answer."""
+        left = self.money_left()
+        if left is None:
+            return False
+        draws = sum(b.draws for b in self.kept if not b.finished)
+        if draws and tokens_affordable(left, draws, self.prompt_per_call(), self.prices) >= draws:
+            return False
+        self.result.budget_exhausted = True
+        for b in self.kept:
+            if not b.finished:
+                b.finish("length")
+        return True
+
     def trace(self, index: int, candidates: list[_Beam], spent: _Spent, scorer_tokens: int,
               score_seconds: float, sampled: SampleResult) -> RoundTrace:
         kept = {id(b) for b in self.kept}
-        return RoundTrace(
+        rd = RoundTrace(
             index=index,
             candidates=[CandidateTrace(b.text, b.parent, b.score, b.finished, id(b) in kept,
                                        b.finish_reason if b.finished else None, b.tokens,
@@ -325,7 +421,19 @@ class _Search:
             failed_chunks=spent.failed,
             exact=sampled.exact,
             notes=list(sampled.notes),
+            upstream_cached_tokens=spent.cached_tokens,
+            upstream_cache_write_tokens=spent.cache_write_tokens,
+            cost_usd=cost_usd(spent.usage, self.prices),
+            decided=self.decided,
         )
+        for c, b in zip(rd.candidates, candidates):
+            if c.kept and not b.finished:  # what allocate gave it: a pruned node ends its path here
+                c.draws, c.pruned = b.draws, b.draws == 0
+        parts_of = getattr(self.scorer, "parts_of", None)  # a mixture guide: each part's score too
+        if parts_of is not None:
+            for c, b in zip(rd.candidates, candidates):
+                c.parts = parts_of(b.score_item(self.params.eos_on_length))
+        return rd
 
 
 async def search(
@@ -336,6 +444,7 @@ async def search(
     on_round: OnRound | None = None,
     *,
     mode: SearchMode | None = None,
+    prices: Prices | None = None,
 ) -> SearchResult:
     """Run CBS with `params` (validated by whoever built them: `Engine.plan`).
 
@@ -343,4 +452,8 @@ async def search(
     same way). It changes only by an explicit fallback with its reason."""
     if mode is None:
         mode = decide_mode(params, exact=sampler.exact_continuation)
-    return await _Search(prompt, sampler, scorer, params, on_round, mode).run()
+    return await _Search(prompt, sampler, scorer, params, on_round, mode, prices).run()
+
+
+def _score(b: _Beam) -> float:
+    return b.score if b.score is not None else 0.0
