@@ -29,7 +29,8 @@ from w2s.proxy.core.types import Prompt
 # --- request side -------------------------------------------------------------
 
 # No effect on the answer and nothing to say: accepted silently.
-IGNORED = frozenset({"metadata", "user", "service_tier", "safety_identifier", "background", "stream_options"})
+IGNORED = frozenset({"metadata", "user", "service_tier", "safety_identifier", "background", "stream_options",
+                     "client_metadata"})  # the Codex CLI's session and turn ids
 
 # Accepted, left unused, and named in the response's notes (value -> whether it is harmless).
 NOTED: dict[str, Callable[[Any], bool]] = {

@@ -24,7 +24,7 @@ async def test_config_yaml_remote_examples_parse_and_build(monkeypatch):
     remote = {n: u for n, u in data["upstreams"].items() if u["provider"] != "local"}
     assert {u["provider"] for u in remote.values()} == {"openai", "anthropic"}
     assert {u.get("mode", "completions") for u in remote.values() if u["provider"] == "openai"} == {
-        "completions", "chat-continue", "chat-only"}
+        "completions", "chat-continue", "chat-only", "responses"}
     routes_using = {r["upstream"] for r in data["routes"].values()}
     assert set(remote) <= routes_using, "every example upstream has an example route"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-example")

@@ -252,7 +252,7 @@ CODEX_FIELDS = {  # what the Codex CLI sends besides model, instructions, input 
                "parameters": {"type": "object", "properties": {"command": {"type": "array"}}}, "strict": False}],
     "tool_choice": "auto", "parallel_tool_calls": False, "reasoning": {"effort": "medium", "summary": "auto"},
     "store": False, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "019a-session",
-    "text": {"verbosity": "medium"},
+    "text": {"verbosity": "medium"}, "client_metadata": {"session_id": "019a", "x-codex-window-id": "019a:0"},
 }
 
 
