@@ -37,6 +37,8 @@ class Job:
     plan: Plan
     prompt: Prompt
     trace: bool  # the client asked for the full search trace
+    # The `w2s` field carries the cost (w2s.cost: true; always for a stream, whose headers went out first).
+    cost: bool = False
 
     @property
     def route(self) -> str:
@@ -59,8 +61,8 @@ def resolve(engine: Engine, req: WireRequest, on_route: Callable[[str], None] | 
     """`on_route` hears the route's name as soon as it is known (the server labels its metrics with it)."""
     req.check_supported()
     trace = w2s_options.trace(req.w2s)
+    cost = w2s_options.cost(req.w2s) or bool(getattr(req, "stream", False))
     route = engine.route_info(req.model)
     if on_route is not None:
         on_route(route.name)
-    prompt = req.to_prompt()
-    return Job(engine.plan_prompt(route, req.search_overrides(), prompt), prompt, trace)
+    return Job(engine.plan(route, req.search_overrides()), req.to_prompt(), trace, cost)

@@ -11,13 +11,14 @@ Version 2 (version 1 had no `prompt`, `state`, `chunk`, `chunk_tokens`,
      "prompt": {"text", "chars", "truncated"},
      "upstream_calls", "upstream_prompt_tokens", "upstream_completion_tokens", "scorer_tokens",
      "budget_exhausted", "lost_draws", "notes": [...],   # what degraded (also without the trace: `summary`)
+     "cost": {"upstream_calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens",
+              "cost_usd"},                        # cost_usd where the upstream has prices (docs/cost.md)
      "answers": [{"text", "score", "finish_reason", "completion_tokens", "stop_sequence",
                   "candidate", "path"}],           # path[r]: its candidate in round r (null before it began)
      "rounds": [{"index", "upstream_calls", "upstream_prompt_tokens", "upstream_completion_tokens",
                  "scorer_tokens", "sample_seconds", "score_seconds", "failed_chunks", "exact", "notes",
                  "candidates": [{"index", "parent", "text", "chunk", "score", "state", "kept", "finished",
-                                 "finish_reason", "tokens", "chunk_tokens", "carried",
-                                 "tool_calls", "rejected"}]}]}   # tools and output formats: docs/tools.md
+                                 "finish_reason", "tokens", "chunk_tokens", "carried"}]}]}
 
 A candidate's `parent` indexes the previous round's candidates; `chunk` is what
 this round added (its text minus its parent's); `state` is "kept" (goes on),
@@ -33,6 +34,7 @@ import math
 from typing import Any, Iterator
 
 from w2s.proxy.api.job import Job
+from w2s.proxy.core.cost import cost_fields
 from w2s.proxy.core.types import CandidateTrace, Prompt, RoundTrace, SearchResult, content_text
 
 TRACE_VERSION = 2
@@ -49,6 +51,7 @@ def trace_body(result: SearchResult, job: Job, prompt_chars: int | None = None) 
         "mode_changes": [{"from": c.before, "to": c.after, "reason": c.reason} for c in result.mode_changes],
         "upstream": result.upstream,
         "params": dataclasses.asdict(job.params),
+        "guide_weights": job.plan.guide_weights,  # a mixture's weights as this request set them (null: config's)
         "prompt": prompt_view(job.prompt, prompt_chars),
         "upstream_calls": result.upstream_calls,
         "upstream_prompt_tokens": result.upstream_prompt_tokens,
@@ -57,6 +60,7 @@ def trace_body(result: SearchResult, job: Job, prompt_chars: int | None = None) 
         "budget_exhausted": result.budget_exhausted,
         "lost_draws": result.lost_draws,
         "notes": list(result.notes),
+        "cost": cost_fields(result),  # calls, prompt (cached, cache_write) and completion tokens, cost_usd
         "answers": [{**dataclasses.asdict(a), "path": answer_path(result.rounds, a.candidate)}
                     for a in result.answers],
         "rounds": rounds,
@@ -73,7 +77,12 @@ def summary(result: SearchResult) -> dict[str, Any] | None:
 
 def w2s_field(result: SearchResult, job: Job) -> dict[str, Any] | None:
     """The response's `w2s` field: the whole trace when asked for, else the summary (or nothing)."""
-    return trace_body(result, job) if job.trace else summary(result)
+    if job.trace:
+        return trace_body(result, job)
+    short = summary(result)
+    if short is None and not getattr(job, "cost", False):
+        return None
+    return {**(short or {}), "cost": cost_fields(result)}
 
 
 def round_body(rd: RoundTrace, previous: RoundTrace | None) -> dict[str, Any]:
@@ -101,8 +110,10 @@ def candidate_body(index: int, c: CandidateTrace, parent: CandidateTrace | None)
         "tokens": c.tokens,
         "chunk_tokens": c.tokens - parent.tokens if extends else c.tokens,
         "carried": carried,
-        "tool_calls": [dataclasses.asdict(t) for t in c.tool_calls],  # a candidate that calls tools
-        "rejected": c.rejected,  # why it could not be returned (the output format): never scored nor kept
+        "parts": c.parts,  # a mixture guide: {part: raw score}, score = sum(weight * part); else null
+        # Kept but given no continuation (k_tau with k_min 0, decide_after): its path ends here, unfinished.
+        "pruned_early": c.pruned,
+        "draws": c.draws,  # continuations it gets next round (kept, unfinished): fewer than k when behind
     }
 
 

@@ -2,7 +2,7 @@
 
     "w2s": {"w": 2, "k": 4, "l": 30, "max_tokens": 64, "trace": true}
 
-Every key but `trace` overrides the route's SearchParams (unknown keys and bad
+Every key but `trace` and `cost` overrides the route's SearchParams (unknown keys and bad
 values are a 400 from `proxy.core.config.search_params_with`); `trace: true` adds the
 whole search (every round's candidates and scores) to the response. SDKs send
 it with `extra_body={"w2s": {...}}`.
@@ -15,7 +15,16 @@ from w2s.proxy.core.errors import InvalidRequest, UnsupportedField
 
 
 def overrides(w2s: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (w2s or {}).items() if k != "trace"}
+    return {k: v for k, v in (w2s or {}).items() if k not in ("trace", "cost")}
+
+
+def cost(w2s: dict[str, Any] | None) -> bool:
+    """`"w2s": {"cost": true}`: the response's `w2s` field carries what the search cost, even when nothing
+    degraded (docs/cost.md). Headers always do; a trace and a degraded search's summary always do."""
+    value = (w2s or {}).get("cost", False)
+    if not isinstance(value, bool):
+        raise InvalidRequest("w2s.cost: must be true or false", param="w2s.cost")
+    return value
 
 
 def trace(w2s: dict[str, Any] | None) -> bool:

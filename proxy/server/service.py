@@ -173,6 +173,10 @@ def stats_headers(result: SearchResult | None, job: Job) -> dict[str, str]:
         "x-w2s-scorer-tokens": str(result.scorer_tokens),
         "x-w2s-lost-draws": str(result.lost_draws),  # planned draws that failed: fewer candidates than planned
     })
+    h["x-w2s-upstream-cached-tokens"] = str(result.upstream_cached_tokens)  # of the prompt tokens
+    h["x-w2s-upstream-cache-write-tokens"] = str(result.upstream_cache_write_tokens)
+    if result.cost_usd is not None:
+        h["x-w2s-cost-usd"] = f"{result.cost_usd:.8f}"  # the upstream's prices x its tokens (docs/cost.md)
     if result.budget_exhausted:
         h["x-w2s-budget-exhausted"] = "true"
     return h

@@ -19,7 +19,7 @@ BENCH_SOURCES = sorted(p for p in BENCH.rglob("*.py") if not any(part.startswith
 SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "__init__")
 LIB = sorted(p.stem for p in (BENCH / "lib").glob("*.py") if p.stem != "__init__")
 # Arguments a script requires; every other script parses an empty command line.
-REQUIRED = {"trained_guide": ["report"], "plain_words": ["report"], "guide_mixture": ["report"],
+REQUIRED = {"cost_frontier": ["report"], "trained_guide": ["report"], "plain_words": ["report"], "guide_mixture": ["report"],
             "vllm_check": ["--base", "http://127.0.0.1:1/v1", "--model-dir", "/nonexistent"]}
 
 
