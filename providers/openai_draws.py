@@ -177,7 +177,7 @@ def parse(resp: Any, n: int, *, chat: bool) -> Drawn:
         raise MalformedResponse(type(e).__name__) from None
     if not all(isinstance(t, str) for t in texts):
         raise MalformedResponse("choice text is not a string")
-    drawn = Drawn(texts, finishes, _count_or_none(prompt), _count_or_none(completion), calls)
+    drawn = Drawn(texts, finishes, _count_or_none(prompt), _count_or_none(completion), calls=calls)
     drawn.cached_tokens = cached
     return drawn
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w2s.providers import tokens
+from w2s.providers import responses_tools, tokens
 from w2s.providers.openai import OpenAISampler
 from w2s.providers.openai_draws import Call, Ctx, Drawn, cached_of
 from w2s.providers.retry import MalformedResponse
@@ -25,6 +25,7 @@ class ResponsesSampler(OpenAISampler):
 
     draw_mode = DrawMode.RESPONSES
     exact_continuation = False
+    tool_api = True  # function tools, function_call items (providers/responses_tools.py)
 
     def __init__(self, name: str, cfg: Any, **kw):
         super().__init__(name, cfg, **kw)
@@ -50,9 +51,9 @@ class ResponsesSampler(OpenAISampler):
     def body(self, request: SampleRequest, call: Call) -> dict:
         messages = request.prompt.as_messages()
         system = [m for m in messages if m.get("role") in ("system", "developer")]
-        turns = [{"role": m["role"], "content": content_text(m.get("content"))} for m in messages if m not in system]
+        turns = responses_tools.input_items([m for m in messages if m not in system])
         kw: dict = {"model": self.cfg.model, "input": turns,
-                    "temperature": request.temperature, "store": False}
+                    "temperature": request.temperature, "store": False, **responses_tools.fields(request.prompt)}
         if system:
             kw["instructions"] = "\n\n".join(content_text(m.get("content")) for m in system)
         if request.top_p != 1.0:
@@ -76,6 +77,7 @@ def parse_response(resp: Any) -> Drawn:
         status = resp.status
         details = getattr(resp, "incomplete_details", None)
         text = resp.output_text
+        calls = responses_tools.calls_in(getattr(resp, "output", None))
         usage = getattr(resp, "usage", None)
         prompt = getattr(usage, "input_tokens", None)
         completion = getattr(usage, "output_tokens", None)
@@ -85,6 +87,6 @@ def parse_response(resp: Any) -> Drawn:
         raise MalformedResponse(f"response status {status!r}")
     cut = status == "incomplete" and getattr(details, "reason", None) == "max_output_tokens"
     ok = [v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None for v in (prompt, completion)]
-    drawn = Drawn([text], ["length" if cut else "stop"], ok[0], ok[1])
+    drawn = Drawn([text], ["length" if cut else "stop"], ok[0], ok[1], calls=[calls])
     drawn.cached_tokens = cached_of(usage)
     return drawn

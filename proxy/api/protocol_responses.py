@@ -9,18 +9,21 @@ SDK) send tools, reasoning settings and cache keys on every request.
 
 `input` is a string or a list of items: messages (roles user, system,
 developer, assistant; content parts input_text / output_text) and
-function_call / function_call_output items, which reach the models as text
-turns (tool semantics are not implemented). The Responses API has no `n`,
-`seed` or `stop`: the `w2s` options carry them.
+function_call / function_call_output items, which reach the upstream as its
+own tool turns. Function tools, `tool_choice` and `text.format` are taken
+(proxy/api/responses_tools.py): whole answers, searched (docs/tools.md). The
+Responses API has no `n`, `seed` or `stop`: the `w2s` options carry them.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cached_property
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from w2s.proxy.api import responses_tools as rt
 from w2s.proxy.api import w2s_options
 from w2s.proxy.api.wire_errors import validation_error
 from w2s.proxy.core.errors import InvalidRequest, UnsupportedField
@@ -34,22 +37,15 @@ IGNORED = frozenset({"metadata", "user", "service_tier", "safety_identifier", "b
 
 # Accepted, left unused, and named in the response's notes (value -> whether it is harmless).
 NOTED: dict[str, Callable[[Any], bool]] = {
-    "tools": lambda v: isinstance(v, list),  # the Codex CLI's shell tool, the Agents SDK's functions
-    "tool_choice": lambda v: v in (None, "auto", "none"),
-    "parallel_tool_calls": lambda v: isinstance(v, bool) or v is None,
     "reasoning": lambda v: v is None or isinstance(v, dict),
     "include": lambda v: v is None or isinstance(v, list),
     "prompt_cache_key": lambda v: v is None or isinstance(v, str),
     "prompt_cache_retention": lambda v: v is None or isinstance(v, str),
     "truncation": lambda v: v in (None, "disabled", "auto"),
-    "text": lambda v: v is None or (isinstance(v, dict) and v.get("format", {"type": "text"}) == {"type": "text"}),
     "max_tool_calls": lambda v: v is None or isinstance(v, int),
     "top_logprobs": lambda v: v in (None, 0),
 }
 _WHY = {
-    "tools": "tools were not offered to the model (no tool calls here)",
-    "tool_choice": "no tool calls here",
-    "text": "only plain text output",
     "top_logprobs": "no log-probs here",
 }
 
@@ -115,6 +111,10 @@ class ResponsesRequest(BaseModel):
     store: bool | None = True  # OpenAI's default: kept for GET and previous_response_id
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None  # echoed on the response
+    tools: list[Any] | None = None  # function tools are offered (responses_tools.py); others noted
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = None  # format: text, json_object, json_schema; verbosity noted
     w2s: dict[str, Any] | None = None  # per-request search overrides (n, seed, stop...) and "trace"
     # The stored conversation previous_response_id points at (set by the server before to_prompt).
     _history: list[dict] = PrivateAttr(default_factory=list)
@@ -132,6 +132,7 @@ class ResponsesRequest(BaseModel):
             if key in (self.model_extra or {}) and not ok(self.model_extra[key]):
                 raise UnsupportedField(f"{key}: not supported by this proxy at this value (weak-to-strong "
                                        "search returns plain text)", param=key)
+        self.tool_set(), self.output_format()  # 400s naming the field
         items = self.items
         if not items:
             raise InvalidRequest("input: at least one item", param="input")
@@ -149,20 +150,27 @@ class ResponsesRequest(BaseModel):
         extra = self.model_extra or {}
         out = [f"{k}: accepted and ignored ({_WHY.get(k, 'no effect here')})"
                for k in NOTED if k in extra and extra[k] not in (None, [], {})]
-        if any(not isinstance(i, MessageItem) for i in self.items):
-            out.append("function_call and function_call_output items reached the models as text turns")
-        return out
+        if (self.text or {}).get("verbosity") is not None:
+            out.append("text.verbosity: accepted and ignored (no effect here)")
+        return out + self.tool_set()[1]
+
+    def tool_set(self):
+        return rt.tool_set(self.tools, self.tool_choice, self.parallel_tool_calls)
+
+    def output_format(self):
+        return rt.output_format(self.text)
 
     def conversation(self) -> list[dict]:
-        """The turns this request adds (instructions apart), as {"role", "content"} messages."""
-        return [_as_message(item) for item in self.items]
+        """The turns this request adds (instructions apart), as core messages (tool turns included)."""
+        return rt.merge_calls([_as_message(item) for item in self.items])
 
     def set_history(self, messages: list[dict]) -> None:
         self._history = list(messages)
 
     def to_prompt(self) -> Prompt:
         msgs = [{"role": "system", "content": self.instructions}] if self.instructions else []
-        return Prompt(messages=tuple(msgs + self._history + self.conversation()))
+        prompt = Prompt(messages=tuple(msgs + self._history + self.conversation()))
+        return replace(prompt, tools=self.tool_set()[0], output=self.output_format())
 
     def search_overrides(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -200,9 +208,9 @@ def _as_message(item: InputItem) -> dict:
     if isinstance(item, MessageItem):
         return {"role": item.role, "content": _text(item.content)}
     if isinstance(item, FunctionCallItem):
-        return {"role": "assistant", "content": f"[call {item.call_id}: {item.name}({item.arguments})]"}
-    output = item.output if isinstance(item.output, str) else json.dumps(item.output)
-    return {"role": "user", "content": f"[result of {item.call_id}]\n{output}"}
+        return rt.call_message(item.call_id, item.name, item.arguments)
+    output = item.output if isinstance(item.output, str) else _text(item.output) or json.dumps(item.output)
+    return {"role": "tool", "tool_call_id": item.call_id, "content": output}
 
 
 # --- response side ------------------------------------------------------------
@@ -260,7 +268,7 @@ class Response(BaseModel):
     instructions: str | None = None
     max_output_tokens: int | None = None
     model: str  # the route name
-    output: list[OutputMessage] = Field(default_factory=list)
+    output: list[OutputMessage | rt.OutputFunctionCall] = Field(default_factory=list)
     output_text: str = ""  # the SDKs' convenience property, sent for clients without one
     parallel_tool_calls: bool = False
     previous_response_id: str | None = None
@@ -268,7 +276,7 @@ class Response(BaseModel):
     store: bool = True
     temperature: float | None = None
     text: dict[str, Any] = Field(default_factory=lambda: {"format": {"type": "text"}})
-    tool_choice: str = "none"
+    tool_choice: str | dict[str, Any] = "none"
     tools: list[Any] = Field(default_factory=list)
     top_p: float | None = None
     truncation: str = "disabled"

@@ -34,7 +34,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         return await stream_search(svc, request, job, _Events(job, shell, store))
     result = await svc.run(job, request)
     resp = rb.response(shell, result, job)
-    _keep(store, req, resp)
+    _keep(store, req, resp, result.best)
     return web.json_response(resp.model_dump(mode="json"), headers=stats_headers(result, job))
 
 
@@ -49,46 +49,79 @@ async def delete(request: web.Request) -> web.Response:
     return web.json_response(pr.DeletedResponse(id=resp_id).model_dump(mode="json"))
 
 
-def _keep(store: ResponseStore, req: pr.ResponsesRequest, resp: pr.Response) -> None:
-    """Store a finished response unless `store: false`: its body, and its conversation for the next turn."""
+def _keep(store: ResponseStore, req: pr.ResponsesRequest, resp: pr.Response, best: Answer) -> None:
+    """Store a finished response unless `store: false`: its body, and its conversation for the next turn
+    (which continues from the best answer, its tool calls included)."""
     if req.store is False:
         return
-    best = resp.output[0].content[0].text  # the next turn continues from the best answer
-    conversation = [*req._history, *req.conversation(), {"role": "assistant", "content": best}]
+    turn: dict = {"role": "assistant", "content": best.text}
+    if best.tool_calls:
+        turn = {"role": "assistant", "content": best.text or None,
+                "tool_calls": [c.as_message_call() for c in best.tool_calls]}
+    conversation = [*req._history, *req.conversation(), turn]
     store.put(resp.id, resp.model_dump(mode="json"), conversation)
 
 
 class _Events:
-    """created and in_progress once round one is in, an output item per answer, then completed / incomplete."""
+    """created and in_progress once round one is in; per answer its message item (unless it is only tool
+    calls), then a function_call item per call; then completed / incomplete."""
 
-    best_only = False  # `w2s.n` answers are output items 0..n-1
+    best_only = False  # `w2s.n` answers are output items in order
 
     def __init__(self, job: Job, shell: rb.Shell, store: ResponseStore):
         self.job, self.shell, self.store = job, shell, store
         self.seq = rb.Events()
-        self.item_ids: list[str] = []
+        self.started = False
+        self.out = 0  # output items so far (each item's output_index)
+        self.item_ids: list[list[str]] = []  # per answer, its items' ids
+        self.message: tuple[int, str] | None = None  # the open message item: (output_index, id)
 
     async def _send(self, sse: EventStream, *events: dict) -> None:
         for e in events:
             await sse.send(e, event=e["type"])
 
     async def open(self, sse: EventStream, index: int, input_tokens: int) -> None:
-        if not self.item_ids:
+        if not self.started:
+            self.started = True
             start = self.shell.response("in_progress")
             await self._send(sse, self.seq.lifecycle("response.created", start),
                              self.seq.lifecycle("response.in_progress", start))
-        self.item_ids.append(new_id("msg_"))
-        await self._send(sse, *self.seq.item_added(index, self.item_ids[index]))
+        self.item_ids.append([])
+        if not self.job.prompt.whole_answers:  # a whole answer may be only calls: its message waits for text
+            await self._open_message(sse, index)
+
+    async def _open_message(self, sse: EventStream, index: int) -> None:
+        self.message = (self.out, new_id("msg_"))
+        self.item_ids[index].append(self.message[1])
+        self.out += 1
+        await self._send(sse, *self.seq.item_added(*self.message))
 
     async def text(self, sse: EventStream, index: int, text: str) -> None:
-        await self._send(sse, self.seq.delta(index, self.item_ids[index], text))
+        if self.message is None:
+            await self._open_message(sse, index)
+        await self._send(sse, self.seq.delta(*self.message, text))
+
+    async def calls(self, sse: EventStream, index: int, answer: Answer) -> None:
+        await self._close_message(sse, answer)
+        for fc in rb.function_calls(answer):
+            self.item_ids[index].append(fc.id)
+            await self._send(sse, *self.seq.call(self.out, fc))
+            self.out += 1
+
+    async def _close_message(self, sse: EventStream, answer: Answer) -> None:
+        if self.message is not None:
+            at, item_id = self.message
+            self.message = None
+            await self._send(sse, *self.seq.item_done(at, rb.message(answer, self.shell.request, item_id)))
 
     async def close(self, sse: EventStream, index: int, answer: Answer) -> None:
-        await self._send(sse, *self.seq.item_done(index, rb.message(answer, self.shell.request, self.item_ids[index])))
+        if not self.item_ids[index]:  # an empty answer still has its (empty) message
+            await self._open_message(sse, index)
+        await self._close_message(sse, answer)
 
     async def done(self, sse: EventStream, result: SearchResult) -> None:
         resp = rb.response(self.shell, result, self.job, self.item_ids)
-        _keep(self.store, self.shell.request, resp)
+        _keep(self.store, self.shell.request, resp, result.best)
         # response.completed even when cut by the token limit (status "incomplete", incomplete_details set):
         # the SDKs' stream helpers and the Codex CLI take response.incomplete for a failed stream.
         await self._send(sse, self.seq.lifecycle("response.completed", resp))

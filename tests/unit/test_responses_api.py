@@ -88,9 +88,11 @@ def test_items_and_instructions_reach_the_models_as_one_conversation(fake):
         {"role": "user", "content": "Another one?"}])
     assert list(up.requests[-1].prompt.messages) == [
         {"role": "system", "content": "Be brief."}, {"role": "developer", "content": "Plain words."},
-        {"role": "user", "content": "Name a film."}, {"role": "assistant", "content": "Up."},
-        {"role": "assistant", "content": '[call c1: year({"film": "Up"})]'},
-        {"role": "user", "content": "[result of c1]\n2009"}, {"role": "user", "content": "Another one?"}]
+        {"role": "user", "content": "Name a film."},
+        # A message and the call after it are one assistant turn; the result is a tool turn (docs/tools.md).
+        {"role": "assistant", "content": "Up.", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "year", "arguments": '{"film": "Up"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "2009"}, {"role": "user", "content": "Another one?"}]
 
 
 def test_standard_fields_and_w2s_options_reach_the_search(fake):
@@ -258,17 +260,23 @@ CODEX_FIELDS = {  # what the Codex CLI sends besides model, instructions, input 
 
 def test_fields_that_change_nothing_are_accepted_and_named_in_the_notes(fake):
     srv, _ = fake()
-    status, _, body = srv.post("/v1/responses", {"model": "fake-cbs", "input": "hi", **CODEX_FIELDS})
+    fields = {k: v for k, v in CODEX_FIELDS.items() if k not in ("tools", "tool_choice")}
+    status, _, body = srv.post("/v1/responses", {"model": "fake-cbs", "input": "hi", **fields})
     r = json.loads(body)
     assert status == 200 and r["output_text"]
     notes = "\n".join(r["w2s"]["notes"])
-    for key in ("tools", "tool_choice", "reasoning", "include", "prompt_cache_key", "text"):
+    for key in ("reasoning", "include", "prompt_cache_key", "text.verbosity"):
         assert f"{key}: accepted and ignored" in notes, key
     assert r["tools"] == [] and r["store"] is False  # what the answer was made with
+    # Its function tools are offered to the upstream: this one (local) has no tool API, a 400 naming the
+    # route (tests/unit/test_tools_responses.py: the same to an upstream that has one).
+    status, _, body = srv.post("/v1/responses", {"model": "fake-cbs", "input": "hi", **CODEX_FIELDS})
+    err = json.loads(body)["error"]
+    assert status == 400 and err["code"] == "tools_not_supported" and "'fake-cbs'" in err["message"]
 
 
 @pytest.mark.parametrize("extra, param", [
-    ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}, "text"),
+    ({"text": {"format": {"type": "xml"}}}, "text.format"),
     ({"tool_choice": "required"}, "tool_choice"),
     ({"tool_choice": {"type": "function", "name": "shell"}}, "tool_choice"),
     ({"top_logprobs": 5}, "top_logprobs"),
