@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from w2s.proxy.core.chat_template import ChatTemplate
 from w2s.proxy.core.errors import InvalidRequest
+from w2s.proxy.core.tools import text_turns
 from w2s.proxy.core.types import Prompt
 from w2s.proxy.core.types import content_text as _text
 
@@ -42,7 +43,7 @@ def render(prompt: Prompt, tokenizer=None, template: str | None = None, system: 
         messages = [m for m in messages if m.get("role") not in ("system", "developer")]
         messages.insert(0, {"role": "system", "content": system})
     if chat_template is not None and not (prompt.text is not None and template is not None):
-        return Rendered(chat_template.render(_plain(messages)), not chat_template.own_bos)
+        return Rendered(chat_template.render(_plain(messages, chat_template.source)), not chat_template.own_bos)
     if template is not None:
         if strict is not None:
             check_fits(prompt, template, strict)
@@ -51,17 +52,20 @@ def render(prompt: Prompt, tokenizer=None, template: str | None = None, system: 
         dropped = ("system prompt",) if sys_text and "{system}" not in template else ()
         return Rendered(text, True, dropped)
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(_plain(messages), tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(_plain(messages, str(tokenizer.chat_template)), tokenize=False,
+                                             add_generation_prompt=True)
         return Rendered(text, False)
     if prompt.text is not None and system is None:
         return Rendered(prompt.text, True)
-    return Rendered(plain_transcript(messages), True)
+    return Rendered(plain_transcript(text_turns(messages, tool_role=False)), True)
 
 
-def _plain(messages: list[dict]) -> list[dict]:
-    """Messages as chat templates read them: text content, `developer` as `system`."""
+def _plain(messages: list[dict], source: str = "") -> list[dict]:
+    """Messages as chat templates read them: text content, `developer` as `system`; tool calls and results
+    as text (proxy/core/tools.py), results in a `tool` turn where the template has that role."""
+    tool_role = "'tool'" in source or '"tool"' in source
     return [{"role": m["role"] if m["role"] != "developer" else "system", "content": _text(m.get("content"))}
-            for m in messages]
+            for m in text_turns(messages, tool_role)]
 
 
 def check_fits(prompt: Prompt, template: str, upstream: str) -> None:

@@ -126,3 +126,18 @@ def test_calls_a_server_left_in_the_text_are_read_back():
     rest, calls = parse_text_calls(text, WEATHER, lambda: "call_x")
     assert rest == "Let me check." and calls == (ToolCall("call_x", "get_weather", json.dumps({"city": "Oslo"})),)
     assert parse_text_calls("<tool_call>{\"name\": \"rm\"}</tool_call>", WEATHER, lambda: "x")[1] == ()
+
+
+def test_a_guide_renders_tool_turns_in_its_own_template_or_as_text():
+    from w2s.proxy.core.chat_template import TRANSCRIPT, ChatTemplate
+    from w2s.proxy.core.rendering import render
+
+    prompt = Prompt(messages=({"role": "user", "content": "weather?"},
+                              {"role": "assistant", "content": None, "tool_calls": [CALL.as_message_call()]},
+                              {"role": "tool", "tool_call_id": "call_1", "content": "18C"}))
+    plain = render(prompt, chat_template=TRANSCRIPT).text  # no tool role: the result is a user turn
+    assert '"name": "get_weather"' in plain and "User: <tool_response>\n18C\n</tool_response>" in plain
+    with_tool = ChatTemplate("{% for m in messages %}{% if m.role == 'tool' %}[tool] {% endif %}"
+                             "{{ m.role }}: {{ m.content }}\n{% endfor %}")
+    text = render(prompt, chat_template=with_tool).text
+    assert "[tool] tool: 18C" in text and "assistant: <tool_call>" in text
