@@ -277,10 +277,14 @@ async def score_all(args, config, answers: Path, scores: Path, guides: dict[str,
         await engine.aclose()
 
 
-def parser(doc: str, *, data: str, run: str, max_steps: int, openings: str) -> argparse.ArgumentParser:
+STAGES = ("prefs", "train", "search", "score", "report")
+
+
+def parser(doc: str, *, data: str, run: str, max_steps: int, openings: str,
+           stages: tuple[str, ...] = STAGES) -> argparse.ArgumentParser:
     """The stages' arguments (the script adds its own)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["prefs", "train", "search", "score", "report"])
+    ap.add_argument("stage", choices=list(stages))
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("W2S_BENCH_DATA", data)))
     ap.add_argument("--run", default=run, help="the training run (a directory under --data)")
     ap.add_argument("--max-steps", type=int, default=max_steps)

@@ -157,3 +157,16 @@ async def test_the_trace_shows_each_parts_score_per_candidate():
     cands = [c for b in bodies for c in b["candidates"]]
     assert cands and all(set(c["parts"]) == {"a", "b"} for c in cands)
     assert all(c["score"] == pytest.approx(2 * c["parts"]["a"] + c["parts"]["b"]) for c in cands)
+
+
+def test_the_fronts_shares_and_who_beats_both_pairs():
+    from bench.lib.front import beats_both, distinct_n, share, shares
+
+    assert distinct_n("the cat and the cat and the cat") == pytest.approx(3 / 7)
+    assert math.isnan(distinct_n("one"))
+    assert share(7.5, plain=9.0, single=6.0) == pytest.approx(0.5)  # lower-is-better judges come out the same way
+    assert math.isnan(share(1.0, 2.0, 2.0))
+    got = shares({"tb": 0.3, "dc": 8.0}, {"tb": 0.1, "dc": 9.0}, {"tb": 0.5, "dc": 7.0})
+    assert got == pytest.approx({"tb": 0.5, "dc": 0.5})
+    ends = [{"tb": 1.0, "dc": 0.1}, {"tb": -0.2, "dc": 1.0}]
+    assert beats_both({"tb": 0.6, "dc": 0.6}, ends) and not beats_both({"tb": 0.9, "dc": 0.1}, ends)

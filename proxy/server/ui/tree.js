@@ -91,6 +91,7 @@ const W2STree = (() => {
       transform: `translate(${xOf(r)},${y})`, tabindex: 0,
       'data-round': r, 'data-index': i, 'data-parent': c.parent == null ? '' : c.parent,
       'data-state': c.state, 'data-score': c.score == null ? '' : c.score, 'data-text': c.text,
+      'data-parts': c.parts ? JSON.stringify(c.parts) : '',
     });
     g.appendChild(el('rect', { width: NODE_W, height: NODE_H, rx: 5 }));
     const label = c.carried ? '(finished, carried over)' : clip(visible(c.chunk), CHARS) || '∅';
@@ -124,6 +125,7 @@ const W2STree = (() => {
     const dl = document.createElement('dl');
     const rows = [
       ['score', fmtScore(c.score)],
+      ...partRows(trace, c),
       ['finished', c.finished ? (c.finish_reason || 'yes') : 'no'],
       ['parent', c.parent == null ? '—' : 'round ' + (rd.index - 1) + ' #' + c.parent],
       ['tokens (this chunk / path)', c.chunk_tokens + ' / ' + c.tokens],
@@ -142,6 +144,13 @@ const W2STree = (() => {
     }
     box.append(h, text, dl);
     return box;
+  }
+
+  // A mixture guide: each part's raw score (the score is their weighted sum), with the weight a request set.
+  function partRows(trace, c) {
+    const weights = trace.guide_weights || {};
+    return Object.entries(c.parts || {}).map(([name, s]) =>
+      [`part ${name}` + (weights[name] == null ? '' : ` (weight ${weights[name]})`), fmtScore(s)]);
   }
 
   return { render, fmtScore };
