@@ -55,8 +55,10 @@ class ProxyMetrics:
         self.rounds = Counter("w2s_search_rounds_total", "search rounds completed (counted live)", ["route"],
                               registry=r)
         self.upstream_calls = Counter("w2s_upstream_calls_total", "upstream API calls", ["route"], registry=r)
-        self.upstream_tokens = Counter("w2s_upstream_tokens_total", "upstream tokens by kind (prompt, completion)",
-                                       ["route", "kind"], registry=r)
+        self.upstream_tokens = Counter("w2s_upstream_tokens_total", "upstream tokens by kind (prompt, completion; "
+                                       "cached and cache_write: shares of prompt)", ["route", "kind"], registry=r)
+        self.upstream_cost = Counter("w2s_upstream_cost_usd_total", "upstream cost in USD (upstreams with prices)",
+                                     ["route"], registry=r)
         self.scorer_tokens = Counter("w2s_scorer_tokens_total", "guide-model tokens computed", ["route"], registry=r)
 
     def watch(self, admission, engine: Callable[[], object | None]) -> None:
@@ -75,6 +77,10 @@ class ProxyMetrics:
         self.upstream_calls.labels(route=route).inc(trace.upstream_calls)
         self.upstream_tokens.labels(route=route, kind="prompt").inc(trace.upstream_prompt_tokens)
         self.upstream_tokens.labels(route=route, kind="completion").inc(trace.upstream_completion_tokens)
+        self.upstream_tokens.labels(route=route, kind="cached").inc(trace.upstream_cached_tokens)
+        self.upstream_tokens.labels(route=route, kind="cache_write").inc(trace.upstream_cache_write_tokens)
+        if trace.cost_usd is not None:
+            self.upstream_cost.labels(route=route).inc(trace.cost_usd)
         self.scorer_tokens.labels(route=route).inc(trace.scorer_tokens)
 
     def search_done(self, route: str, mode: str, outcome: str, seconds: float) -> None:

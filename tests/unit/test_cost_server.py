@@ -132,3 +132,14 @@ async def test_every_call_of_one_search_sends_the_same_prompt_bytes(fault, mode)
                                                                      "add_generation_prompt")},
                            sort_keys=True) for b in bodies}
     assert len(settings) == 1
+
+
+def test_metrics_count_cached_tokens_and_cost(server):
+    srv = server()
+    client(srv).chat.completions.create(model="r", messages=MSG)
+    status, _, body = srv.get("/metrics")
+    text = body.decode() if isinstance(body, bytes) else body
+    assert status == 200
+    assert 'w2s_upstream_tokens_total{kind="cached",route="r"} 0.0' in text
+    cost = [line for line in text.splitlines() if line.startswith('w2s_upstream_cost_usd_total{route="r"}')]
+    assert cost and float(cost[0].split()[-1]) > 0

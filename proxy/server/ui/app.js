@@ -78,6 +78,14 @@
       `score ${W2STree.fmtScore(best.score)} · ${best.finish_reason} · ${best.completion_tokens} tokens`;
   }
 
+  // What the search cost upstream (the trace's `cost`): the cached share of the prompt, and USD where priced.
+  function costText(cost) {
+    if (!cost) return '';
+    const share = cost.prompt_tokens ? Math.round(100 * cost.cached_tokens / cost.prompt_tokens) : 0;
+    return ` · ${cost.cached_tokens} of ${cost.prompt_tokens} prompt tokens cached (${share}%)` +
+      (cost.cost_usd != null ? ` · $${cost.cost_usd.toFixed(6)}` : '');
+  }
+
   function summary(trace, live) {
     const p = trace.params || {};
     const box = $('summary');
@@ -88,7 +96,8 @@
       (live ? ` · running: ${trace.rounds.length} round(s) so far` :
         ` · ${trace.rounds.length} rounds, ${trace.upstream_calls} upstream calls, ` +
         `${trace.upstream_prompt_tokens + trace.upstream_completion_tokens} upstream tokens, ` +
-        `${trace.scorer_tokens} scorer tokens` + (trace.budget_exhausted ? ' (budget exhausted)' : ''));
+        `${trace.scorer_tokens} scorer tokens` + costText(trace.cost) +
+        (trace.budget_exhausted ? ' (budget exhausted)' : ''));
     const prompt = document.createElement('pre');
     prompt.className = 'prompt';
     if (trace.prompt) {
