@@ -2,7 +2,9 @@
 
 Each capability gets a verdict from a real call, with its latency: reachable
 (the key accepted, the model listed), `n` honoured, exact continuation, stop
-strings honoured, usage reported, seed honoured. The report ends with the
+strings honoured, usage reported, seed honoured; on chat upstreams, tools
+(forced and left to the model) and structured output, in the shape the server
+takes (providers/probes_tools.py). The report ends with the
 config lines that fit what was found, and whether CBS can run as configured
 (`n` that is not honoured is fine: the proxy draws the rest as parallel calls).
 """
@@ -14,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 import openai as sdk
 
-from w2s.providers import continuation
+from w2s.providers import continuation, probes_tools
 from w2s.providers.openai import STYLES, ChatContinueSampler, OpenAISampler
 from w2s.providers.openai_draws import Call
 from w2s.proxy.core.modes import DrawMode
@@ -110,6 +112,8 @@ async def check_openai(s: OpenAISampler) -> Report:
     report.verdicts += conts
     stop, usage = await _stop_and_usage(s)
     report.verdicts += [stop, usage, await _seed(s)]
+    if getattr(s, "tool_api", False):  # tools and structured output (providers/probes_tools.py)
+        report.verdicts += await probes_tools.tool_verdicts(s, Verdict)
     if not any(v.ok for v in conts):
         report.blocking = ("chat-only upstreams cannot continue a partial answer" if s.draw_mode is DrawMode.CHAT_ONLY
                            else f"it does not continue a partial answer ({'; '.join(v.detail for v in conts)})")
@@ -205,6 +209,8 @@ async def check_sampler(sampler) -> Report:
         report.verdicts.append(Verdict("reachable", True, "in process"))
     cont = await check_continuation(sampler.sample, sampler.exact_continuation)
     report.verdicts.append(cont)
+    if getattr(sampler, "tool_api", False):
+        report.verdicts += await probes_tools.tool_verdicts(sampler, Verdict)
     if not cont.ok:
         report.blocking = cont.detail
     return report

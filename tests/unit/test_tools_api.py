@@ -258,3 +258,20 @@ def test_a_streamed_tool_use_is_read_by_the_anthropic_sdk(proxy):
         final = s.get_final_message()
     (block,) = final.content
     assert block.type == "tool_use" and block.input == {"city": "Paris"} and final.stop_reason == "tool_use"
+
+
+async def test_w2s_check_reports_tools_and_structured_output():
+    from w2s.providers.openai import ChatContinueSampler
+    from w2s.providers.probes import check
+
+    up = await ToolUpstream({"no_json_schema"}).start()
+    try:
+        cfg = config(up.v1).upstreams["cont"]
+        report = await check(ChatContinueSampler("cont", cfg))
+    finally:
+        await up.close()
+    got = {v.capability: v for v in report.verdicts}
+    assert got["tools (required)"].ok and "get_weather" in got["tools (required)"].detail
+    assert got["tools (auto)"].ok and "tools sent as api" in got["tools (auto)"].detail
+    # Its first draw is not JSON (the script's draw 0): said, with the shape learned from its refusal.
+    assert got["structured output"].ok is False and "sent as json_object+schema" in got["structured output"].detail
