@@ -44,7 +44,10 @@ class EngineRunner:
         return Outcome(
             request_id, 200, ob.body_for(item.url, result, job).model_dump(mode="json"),
             upstream_tokens=result.upstream_prompt_tokens + result.upstream_completion_tokens,
-            scorer_tokens=result.scorer_tokens,
+            scorer_tokens=result.scorer_tokens, upstream_calls=result.upstream_calls,
+            prompt_tokens=result.upstream_prompt_tokens, cached_tokens=result.upstream_cached_tokens,
+            completion_tokens=result.upstream_completion_tokens, cost_usd=result.cost_usd,
+            answer_tokens=sum(a.completion_tokens for a in result.answers),
         )
 
     def job_for(self, item: BatchItem) -> Job:

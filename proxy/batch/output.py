@@ -44,6 +44,14 @@ class Outcome:
     error_message: str | None = None
     upstream_tokens: int = 0  # what the search spent (prompt + completion, every round)
     scorer_tokens: int = 0
+    # What it cost upstream (docs/cost.md): calls, prompt tokens (cached: the prompt cache's share), completion
+    # tokens, cost_usd where priced, and the returned answers' own tokens (a plain draw's: the multiplier's base).
+    upstream_calls: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    answer_tokens: int = 0
 
     @property
     def ok(self) -> bool:

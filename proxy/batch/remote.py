@@ -111,7 +111,26 @@ def _outcome(request_id: str, status: int, headers, raw: bytes) -> Outcome:
         return Outcome(rid, status, None, "invalid_response", f"HTTP {status}, not a JSON object: {snippet!r}")
     return Outcome(rid, status, body,
                    upstream_tokens=_int(headers.get("x-w2s-upstream-tokens")),
-                   scorer_tokens=_int(headers.get("x-w2s-scorer-tokens")))
+                   scorer_tokens=_int(headers.get("x-w2s-scorer-tokens")),
+                   upstream_calls=_int(headers.get("x-w2s-upstream-calls")),
+                   prompt_tokens=_int(headers.get("x-w2s-upstream-prompt-tokens")),
+                   cached_tokens=_int(headers.get("x-w2s-upstream-cached-tokens")),
+                   completion_tokens=_int(headers.get("x-w2s-upstream-completion-tokens")),
+                   cost_usd=_float(headers.get("x-w2s-cost-usd")), answer_tokens=_answer_tokens(body))
+
+
+def _float(v) -> float | None:
+    try:
+        return float(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+def _answer_tokens(body: dict) -> int:
+    """The answers' own tokens: the response's usage.completion_tokens (what the client is told it got)."""
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    v = usage.get("completion_tokens")
+    return v if isinstance(v, int) else 0
 
 
 def _retry_after(headers, default: float) -> float:

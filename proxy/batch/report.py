@@ -27,6 +27,38 @@ class BatchReport:
     scorer_rows: int = 0
     scorer_max_rows: int = 0
     items_per_worker: dict[str, int] = field(default_factory=dict)  # --ray: which worker ran how many
+    upstream_calls: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, from the upstream's prompt cache
+    completion_tokens: int = 0
+    answer_tokens: int = 0  # the answers' own tokens: what plain draws of them would have written
+    cost_usd: float | None = None  # where the upstream has prices
+
+    def add_cost(self, o) -> None:
+        """One item's upstream cost (an Outcome), into the totals."""
+        self.upstream_calls += o.upstream_calls
+        self.prompt_tokens += o.prompt_tokens
+        self.cached_tokens += o.cached_tokens
+        self.completion_tokens += o.completion_tokens
+        self.answer_tokens += o.answer_tokens
+        if o.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + o.cost_usd
+
+    def cost_lines(self) -> list[str]:
+        """Totals and per answer; the steering multiplier: completion tokens spent over the answers' own."""
+        n = self.done + self.failed
+        if not n or not (self.prompt_tokens or self.completion_tokens):
+            return []
+        share = f"{self.cached_tokens / self.prompt_tokens:.0%}" if self.prompt_tokens else "—"
+        out = [f"  upstream: {self.upstream_calls} calls, {self.prompt_tokens} prompt tokens ({self.cached_tokens} "
+               f"cached, {share}), {self.completion_tokens} completion tokens; per answer {self.upstream_calls / n:.1f} "
+               f"calls, {self.prompt_tokens / n:.0f} prompt + {self.completion_tokens / n:.0f} completion tokens"]
+        if self.cost_usd is not None:
+            out.append(f"  cost: ${self.cost_usd:.6f} (${self.cost_usd / n:.6f} per answer)")
+        if self.answer_tokens:
+            out.append(f"  steering multiplier: {self.completion_tokens / self.answer_tokens:.1f}x (upstream completion "
+                       f"tokens over the answers' own {self.answer_tokens}: what plain draws would have written)")
+        return out
 
     @property
     def answers_per_minute(self) -> float:
@@ -49,6 +81,7 @@ class BatchReport:
             out.append(f"  time: {self.load_seconds:.1f} s loading + {self.run_seconds:.1f} s running "
                        f"({self.answers_per_minute:.1f} answers/min at {at})")
             out.append(f"  tokens: {self.upstream_tokens} upstream, {self.scorer_tokens} scorer")
+            out += self.cost_lines()
             if self.items_per_worker:
                 out.append("  ray workers: " + ", ".join(f"{w}: {n} items" for w, n in self.items_per_worker.items()))
             if self.remote:

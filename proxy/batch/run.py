@@ -298,6 +298,7 @@ class _Run:
             r.failed += 1
         r.upstream_tokens += outcome.upstream_tokens
         r.scorer_tokens += outcome.scorer_tokens
+        r.add_cost(outcome)
 
     # --- interrupts -------------------------------------------------------------
 

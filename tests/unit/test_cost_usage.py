@@ -87,3 +87,27 @@ async def test_the_engine_prices_a_search_and_keeps_a_money_budget():
     assert (await unpriced.run(unpriced.plan("r"), Prompt.raw("x"))).cost_usd is None
     with pytest.raises(InvalidRequest, match="has no prices"):
         unpriced.plan("r", {"max_cost_usd": 0.01})
+
+
+# --- the batch summary: totals, per answer, the steering multiplier ------------------------------------
+
+
+async def test_a_batch_summary_says_what_it_cost_and_its_steering_multiplier():
+    from tests.support.scripted import scripted_engine
+    from w2s.proxy.batch.input import BatchItem
+    from w2s.proxy.batch.local import EngineRunner
+    from w2s.proxy.batch.report import BatchReport
+
+    engine = scripted_engine(priced_config({"input": 3.0, "output": 15.0}))
+    await engine.start()
+    runner, report = EngineRunner(engine), BatchReport(concurrency=1)
+    body = {"model": "r", "messages": [{"role": "user", "content": "hi"}]}
+    outcomes = [await runner.execute(BatchItem(f"c{i}", "/v1/chat/completions", body, i)) for i in range(2)]
+    for o in outcomes:
+        assert o.ok and o.cost_usd > 0 and o.answer_tokens == 8 and o.completion_tokens > o.answer_tokens
+        report.done += 1
+        report.add_cost(o)
+    text = "\n".join(report.lines())
+    spent = sum(o.completion_tokens for o in outcomes)
+    assert f"steering multiplier: {spent / 16:.1f}x" in text and "per answer" in text and "cost: $" in text
+    assert report.cost_usd == sum(o.cost_usd for o in outcomes)
