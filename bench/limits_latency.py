@@ -1,11 +1,12 @@
-"""Does one big search keep the server responsive? /health and a 400 while the largest allowed search runs.
+"""Does one big search keep the server responsive? /health and the 400s while the largest allowed search runs.
 
     HF_HUB_OFFLINE=1 python -m bench.limits_latency [--seconds 60] [--quick]
 
 A `w2s serve` process runs the embedded default (Gemma 3 270M upstream, SmolLM2
 guide) with its default operator limits. This script probes it from another
-process: GET /health and a request over the limits (`"w2s": {"w": 200, "k": 200}`,
-the request that used to take the box) every 25 ms, first with the server idle,
+process: GET /health, a request over the limits (`"w2s": {"w": 200, "k": 200}`,
+the request that used to take the box) and a 40,000-word chat message (over Gemma's 32k context:
+counted from slices of it off the event loop, proxy/core/context.py) every 25 ms, first with the server idle,
 then while the largest search the limits allow runs (max(w, n) * k = 64 draws a
 round, l = 1 so the most rounds). Target: p99 under 50 ms for both while loaded.
 The ratio loaded / idle is the number to trust on a noisy machine.
@@ -28,6 +29,8 @@ from bench.lib.stats import nearest_rank
 from bench.lib.tables import table
 
 OVER = {"model": "w2s-default", "messages": [{"role": "user", "content": "hi"}], "w2s": {"w": 200, "k": 200}}
+# 40,000 words (~40k tokens) against Gemma 3 270M's 32k context: the request that used to take the box (#29).
+TOO_LONG = {"model": "w2s-default", "messages": [{"role": "user", "content": " ".join(["word"] * 40_000)}]}
 PROBE_EVERY = 0.025
 
 
@@ -51,7 +54,7 @@ async def wait_ready(http, base: str, proc: subprocess.Popen) -> None:
 
 async def probe(http, base: str, seconds: float) -> dict[str, list[float]]:
     """Alternate GET /health and an over-limit POST for `seconds`; -> latencies in ms."""
-    lat: dict[str, list[float]] = {"health": [], "400": []}
+    lat: dict[str, list[float]] = {"health": [], "400": [], "context": []}
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         t0 = time.perf_counter()
@@ -64,6 +67,11 @@ async def probe(http, base: str, seconds: float) -> dict[str, list[float]]:
             body = await r.json()
             assert r.status == 400 and body["error"]["code"] == "limit_exceeded", body
         lat["400"].append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        async with http.post(f"{base}/v1/chat/completions", json=TOO_LONG) as r:
+            body = await r.json()
+            assert r.status == 400 and body["error"]["code"] == "context_length_exceeded", body
+        lat["context"].append((time.perf_counter() - t0) * 1000)
         await asyncio.sleep(PROBE_EVERY)
     return lat
 
@@ -106,9 +114,11 @@ async def run(args):
 
 def report(idle, loaded, rounds, finished, seconds, args, elapsed) -> str:
     rows = []
-    for kind in ("health", "400"):
+    names = {"health": "GET /health", "400": "400 over the limits (w=k=200)",
+             "context": "400 over the context (40,000 words)"}
+    for kind, name in names.items():
         i, lo = idle[kind], loaded[kind]
-        rows.append(["GET /health" if kind == "health" else "400 over the limits (w=k=200)",
+        rows.append([name,
                      len(lo), statistics.median(i), nearest_rank(i, 0.99), statistics.median(lo), nearest_rank(lo, 0.99), max(lo),
                      nearest_rank(lo, 0.99) / nearest_rank(i, 0.99)])
     return f"""# Responsiveness while the largest allowed search runs
@@ -116,7 +126,8 @@ def report(idle, loaded, rounds, finished, seconds, args, elapsed) -> str:
 {today()}; {machine(note=f"the server with {args.threads or 1} torch thread; bench ran {elapsed:.0f} s")}
 
 `bench/limits_latency.py --seconds {seconds:g}`: a `w2s serve` process (embedded default, default limits:
-max_candidates 64, max_tokens 4096, max_rounds 256) probed from another process every {PROBE_EVERY * 1000:.0f} ms,
+max_candidates 64, max_tokens 4096, max_rounds 256; Gemma 3 270M's 32k context) probed from another process
+(GET /health, a request over the limits, a 40,000-word message over the context) every {PROBE_EVERY * 1000:.0f} ms,
 idle for {seconds / 2:.0f} s, then for {seconds:.0f} s while one search of 8 x 8 = 64 draws a round,
 l = 1, max_tokens 256 runs ({rounds:.0f} of its rounds completed meanwhile{'' if not finished else ', and it finished'}).
 Target: p99 under 50 ms while loaded.

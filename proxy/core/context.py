@@ -7,7 +7,7 @@ upstream when prompt + max_tokens <= its context; `max_prompt_tokens` in
 `server.limits` or `routes.<r>.limits` bounds the prompt further.
 
 Counting is cheap where it can be: a prompt longer than a few thousand characters
-is estimated from slices of it (start, middle, end) tokenized exactly, and only
+is estimated from slices of it (8, spread evenly) tokenized exactly, and only
 tokenized whole when the estimate falls near a limit. The caller runs this off
 the event loop (Engine.check_context). The in-process upstream also checks the
 exact length before its forward pass, so an estimate can never let a prompt past
@@ -24,8 +24,9 @@ from typing import Callable
 from w2s.proxy.core.errors import ContextLengthExceeded
 from w2s.proxy.core.types import Prompt, content_text
 
-SAMPLE_CHARS = 6144  # a prompt up to this long is tokenized whole; longer ones from 3 slices this long in all
-NEAR = 0.10  # an estimate within 10% of the bound is checked exactly (slices err by a few %)
+SAMPLE_CHARS = 3072  # a prompt up to this long is tokenized whole; longer ones from SLICES slices this long in all
+SLICES = 8  # spread evenly over the text, so a change of language or content part-way shows in the estimate
+NEAR = 0.15  # an estimate within 15% of the bound is checked exactly (slices err by a few %)
 
 EncodeLen = Callable[[str], int]  # text -> its token count
 
@@ -47,9 +48,8 @@ def prompt_chars(prompt: Prompt) -> str:
 
 
 def _sample(text: str) -> str:
-    third = SAMPLE_CHARS // 3
-    mid = len(text) // 2
-    return text[:third] + text[mid - third // 2: mid + third // 2] + text[-third:]
+    size, step = SAMPLE_CHARS // SLICES, len(text) // SLICES
+    return "".join(text[i * step: i * step + size] for i in range(SLICES - 1)) + text[-size:]
 
 
 def count(text: str, encode_len: EncodeLen, bound: int | None) -> TokenCount:
