@@ -159,8 +159,8 @@ class LocalSampler:
             out = m.model.generate(input_ids=ids.to(m.device), attention_mask=mask.to(m.device),
                                    **gen_kw)  # (B, in_len + new)
         prompt_lens = mask.sum(dim=1).tolist()  # (B,)
-        return [_chunk(tok, out[b, in_len:].tolist()[:limit], eos_ids, stops, int(prompt_lens[b]))
-                for b, limit in enumerate(batch.limits)]
+        return [_chunk(tok, out[b, in_len:].tolist()[:limit], eos_ids, stops, int(prompt_lens[b]),
+                       batch.texts[b][len(batch.prompts[b]):]) for b, limit in enumerate(batch.limits)]
 
 
 def _split(reqs: list[SampleRequest], chunks: list[Chunk]) -> list[list[Chunk]]:
@@ -232,8 +232,22 @@ def _generate_kwargs(m: LoadedModel, batch: _Batch, eos_ids: set[int], in_len: i
     return gen_kw
 
 
-def _chunk(tok, new: list[int], eos_ids: set[int], stops: tuple, prompt_len: int) -> Chunk:
-    """One row's new tokens -> its chunk: cut at EOS or the first stop string."""
+def _first_stop(text: str, prefix: str, stops: tuple) -> tuple[int, str] | None:
+    """(where in `text` to cut, the stop) for the first stop string that ends in `text`; it may begin in
+    the end of `prefix` (then the cut is at 0, and the part of it in the prefix stays: it is sent)."""
+    keep = max((len(s) for s in stops), default=1) - 1
+    tail = prefix[max(0, len(prefix) - keep):]
+    joined, best = tail + text, None
+    for s in stops:
+        at = joined.find(s, max(0, len(tail) - len(s) + 1)) if s else -1
+        if at >= 0 and (best is None or at < best[0]):
+            best = (at, s)
+    return None if best is None else (best[0] - len(tail), best[1])
+
+
+def _chunk(tok, new: list[int], eos_ids: set[int], stops: tuple, prompt_len: int, prefix: str = "") -> Chunk:
+    """One row's new tokens -> its chunk: cut at EOS or the first stop string, also one that began at the
+    end of the partial answer `prefix` (a stop split over two chunks: what of it is in the prefix stays)."""
     finish = "length"
     for i, t in enumerate(new):
         if t in eos_ids:
@@ -241,13 +255,26 @@ def _chunk(tok, new: list[int], eos_ids: set[int], stops: tuple, prompt_len: int
             break
     text = tok.decode(new, skip_special_tokens=True)
     n_tokens = len(new) + (1 if finish == "stop" else 0)
-    hits = sorted((text.find(s), s) for s in stops if s and s in text)
+    hit = _first_stop(text, prefix, stops)
     matched = None
-    if hits:
-        cut, matched = hits[0]
-        text, finish = text[:cut], "stop"
+    if hit is not None:
+        cut, matched = hit
+        text, finish = text[:max(0, cut)], "stop"
     elif finish == "length":
-        # A chunk may end inside a multi-byte character; drop the partial
-        # bytes so the next round re-tokenizes clean text.
+        # A chunk may end inside a multi-byte character, or inside a stop string; drop the partial
+        # bytes (and the partial stop) so the next round re-tokenizes clean text.
         text = text.rstrip("\ufffd")
+        text = text[:len(text) - _partial_stop(text, prefix, stops)]
     return Chunk(text, finish, n_tokens, prompt_len, stop_sequence=matched)
+
+
+def _partial_stop(text: str, prefix: str, stops: tuple) -> int:
+    """How many characters at the end of `text` begin a stop string (2 characters of it or more, e.g.
+    "\nUser" of "\nUser:"): held back, so the next round writes the whole stop and is cut there."""
+    joined, held = prefix[-64:] + text, 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(joined)), 1, -1):
+            if joined.endswith(s[:k]):
+                held = max(held, min(k, len(text)))
+                break
+    return held

@@ -82,3 +82,23 @@ def test_a_client_stop_string_equal_to_the_marker_is_still_reported():
     s, _ = sampler()
     out = asyncio.run(s.sample(SampleRequest(Prompt.chat(CHAT), [Continuation("", 8)], stop=("\nUser:",))))
     assert out.chunks[0].stop_sequence == "\nUser:"
+
+
+def test_a_stop_string_split_over_two_chunks_still_ends_the_answer():
+    from w2s.providers.local import _first_stop
+
+    marker = ("\nUser:",)
+    assert _first_stop("User: and you?", "It is great.\n", marker) == (-1, "\nUser:")  # cut all of this chunk
+    assert _first_stop(" great.\nUser: hi", "It is", marker) == (7, "\nUser:")
+    assert _first_stop(" more", "Earlier\nUser: text", marker) is None  # only a stop ending in the new text
+    assert _first_stop("abc.", "", ("c", ".")) == (2, "c") and _first_stop("x", "", ("x",)) == (0, "x")
+
+
+def test_a_chunk_ending_inside_a_stop_string_holds_that_part_back():
+    from w2s.providers.local import _partial_stop
+
+    marker = ("\nUser:",)
+    assert _partial_stop(" It is great.\nUser", "", marker) == 5  # the next round writes "\nUser:" whole
+    assert _partial_stop("User", "It is great.\n", marker) == 4  # only what is in this chunk
+    assert _partial_stop(" It is great.\n", "", marker) == 0  # a newline alone is text, kept
+    assert _partial_stop(" It is great.", "", marker) == _partial_stop("abc", "", ()) == 0
