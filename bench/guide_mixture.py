@@ -329,7 +329,7 @@ def stage_search(args) -> None:
 def parser():
     ap = gp.parser(__doc__, data="/tmp/w2s-guide-mixture", run="mix", max_steps=0, openings="0-29",
                    stages=("search", "score", "report", "cost"))
-    ap.add_argument("--cost-openings", type=int, default=4, help="cost: openings measured")
+    ap.add_argument("--cost-openings", type=int, default=2, help="cost: openings measured")
     ap.add_argument("--no-check", dest="check", action="store_false", help="skip the reuse check")
     ap.add_argument("--concurrency", type=int, default=3, help="searches at once in each worker")
     return ap

@@ -6,6 +6,9 @@ Every key but `trace` and `cost` overrides the route's SearchParams (unknown key
 values are a 400 from `proxy.core.config.search_params_with`); `trace: true` adds the
 whole search (every round's candidates and scores) to the response. SDKs send
 it with `extra_body={"w2s": {...}}`.
+
+`guide_weights` ({part: weight}) sets a mixture guide's weights for this request; the engine takes it out
+before the search settings are read and checks it (proxy/core/guide_weights.py, docs/mixtures.md).
 """
 from __future__ import annotations
 

@@ -92,3 +92,23 @@ async def test_one_forward_pass_a_round_with_the_base_rows_once(parts):
         assert (st.batches - b1, st.rows - r1) == (1, 3 * len(ROUND2))
     finally:
         session.close()
+
+
+async def test_a_search_traces_each_parts_score(parts):
+    from tests.support.scripted import ScriptedSampler
+    from w2s.proxy.api.trace import round_body
+    from w2s.proxy.core.search import search
+    from w2s.proxy.core.types import SearchParams
+
+    cfg, pool, batcher = parts
+    mix = GuideMixture("mix", cfg.guides["mix"], pool, batcher)
+    weights = {"sentiment": 1.0, "plain": -0.5}  # a negative weight steers away from plain words
+    session = mix.session(OPENING, weights=weights)
+    try:
+        result = await search(OPENING, ScriptedSampler("up"), session, SearchParams(w=2, k=2, l=2, max_tokens=4))
+    finally:
+        session.close()
+    cands = [c for r in result.rounds for c in round_body(r, None)["candidates"]]
+    assert cands and all(set(c["parts"]) == {"sentiment", "plain"} for c in cands)
+    for c in cands:
+        assert c["score"] == pytest.approx(c["parts"]["sentiment"] - 0.5 * c["parts"]["plain"], abs=1e-9)
