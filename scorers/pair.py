@@ -149,7 +149,7 @@ class PairSession:
 
     async def _ensure_prompt_cache(self) -> None:
         """Run each side's prompt once; every candidate reuses its KV."""
-        todo = {(si,): Row(list(self._enc[si].prompt_ids), keep=True, adapter=s.model.adapter)
+        todo = {(si,): Row(list(self._enc[si].prompt_ids), keep=True, adapter=s.model.adapter, prefill_only=True)
                 for si, s in enumerate(self.pair.sides)
                 if s.reuse and self._prompt_entry[si] is None and len(self._enc[si].prompt_ids) > 1}
         if not todo:

@@ -42,6 +42,9 @@ class Row:
     reuse: int = 0  # tokens of `past` reused; ids[:reuse] == past.ids[:reuse], reuse < len(ids)
     keep: bool = False  # return a PastEntry for this row (a beam that may be extended)
     adapter: str | None = None  # PEFT adapter this row runs with; None = the base weights
+    # Only its keys/values are wanted (a prompt: its own log-probs are never scored, and the lm_head over
+    # a long prompt costs about a fifth of its forward): its log-probs come back as zeros.
+    prefill_only: bool = False
 
     @property
     def new_tokens(self) -> int:
@@ -103,9 +106,20 @@ def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
             use_cache=keep,
         )
     hidden = out.last_hidden_state  # (B, N, E)
-    new_lp = _target_logps(model, hidden, _targets(rows, N).to(device))  # (B, N) float32, cpu
+    new_lp = _scored_logps(model, rows, hidden, N)  # (B, N) float32, cpu
     new_cache = out.cache if keep else None
     return [_row_result(r, b, new_lp, new_cache, P) for b, r in enumerate(rows)]
+
+
+def _scored_logps(model, rows: list[Row], hidden: torch.Tensor, N: int) -> torch.Tensor:
+    """(B, N) log-probs of each row's next tokens; zeros for prefill-only rows (never computed)."""
+    scored = [b for b, r in enumerate(rows) if not r.prefill_only]
+    if len(scored) == len(rows):
+        return _target_logps(model, hidden, _targets(rows, N).to(hidden.device))
+    out = torch.zeros((len(rows), N), dtype=torch.float32)  # (B, N)
+    if scored:
+        out[scored] = _target_logps(model, hidden[scored], _targets([rows[b] for b in scored], N).to(hidden.device))
+    return out
 
 
 def _inputs(rows: list[Row], pad_id: int, P: int, N: int):
