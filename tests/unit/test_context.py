@@ -211,3 +211,32 @@ async def test_a_remote_prompt_far_over_its_bound_is_estimated_from_slices(fault
     n = await sampler.count_prompt(Prompt.raw(words(50_000)), bound=1000)
     assert not n.exact and 45_000 < n.tokens < 55_000
     await sampler.aclose()
+
+
+def test_a_remote_context_error_is_the_clients_400_over_http(fresh_servers, server_thread):
+    fault = server_thread.run(FaultUpstream().start())
+    try:
+        cfg = parse_config({
+            "upstreams": {"up": {"provider": "openai", "mode": "completions", "model": "m",
+                                 "base_url": fault.base_url + "/v1", "max_retries": 2}},
+            "models": {"m": {"source": "/nonexistent"}},
+            "guides": {"g": {"tuned": {"model": "m"}, "untuned": {"model": "m"}}},
+            "routes": {"r": {"upstream": "up", "guide": "g", "search": {"w": 1, "k": 1, "l": 4, "max_tokens": 8}}},
+        })
+        from w2s.proxy.engine import Engine
+
+        engine = Engine(cfg, guides={"g": ScriptedScorer("g")})
+        server_thread.run(engine.start())
+        srv = fresh_servers(cfg, engine)
+        fault.push(Fault.context_too_long("openai", limit=100, asked=310))
+        status, headers, body = srv.post("/v1/completions", {"model": "r", "prompt": words(300)})
+        err = json.loads(body)["error"]
+        assert status == 400 and err["code"] == "context_length_exceeded" and headers["x-should-retry"] == "false"
+        assert "maximum context length is 100" in err["message"] and fault.count() == 1
+        status, _, body = srv.post("/v1/messages", {"model": "r", "max_tokens": 8,
+                                                    "messages": [{"role": "user", "content": words(300)}]})
+        assert status == 400 and "100-token context" in json.loads(body)["error"]["message"]
+        assert fault.count() == 1  # learned: refused before admission, the upstream never asked again
+        assert engine.health()["up"]["consecutive_failures"] == 0
+    finally:
+        server_thread.run(fault.close())
