@@ -21,19 +21,25 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+COMMANDS = {"cmd": "ls", "command": "ls"}  # what a coding agent's shell tool gets (the Codex CLI's exec_command)
 
-def example(schema: dict | None, i: int = 0):
-    """An instance of a (simple) JSON schema; `i` varies the strings and numbers."""
+
+def example(schema: dict | None, i: int = 0, name: str = ""):
+    """An instance of a (simple) JSON schema, its required properties only (all when none is required);
+    `i` varies the strings and numbers."""
     schema = schema or {}
     kind = schema.get("type", "object")
     if "enum" in schema:
         return schema["enum"][i % len(schema["enum"])]
     if "anyOf" in schema:
-        return example(schema["anyOf"][0], i)
+        return example(schema["anyOf"][0], i, name)
     if kind == "object" or "properties" in schema:
         props = schema.get("properties", {})
-        return {k: example(v, i) for k, v in props.items()}
-    return {"string": f"Paris{i}" if i else "Paris", "integer": 3 + i, "number": 1.5 + i, "boolean": True,
+        keep = schema.get("required") or list(props)
+        return {k: example(v, i, k) for k, v in props.items() if k in keep}
+    if name in COMMANDS and kind in ("string", "array"):
+        return COMMANDS[name] if kind == "string" else [COMMANDS[name]]
+    return {"string": f"Paris{i}" if i else "Paris", "integer": 3 + i, "number": 2 + i, "boolean": True,
             "array": [], "null": None}.get(kind if isinstance(kind, str) else kind[0], "x")
 
 
