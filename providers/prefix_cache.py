@@ -40,8 +40,12 @@ class Prefix:
 
 
 def shared_len(rows: list[list[int]], prompt_ids: list[int]) -> int:
-    """Tokens every row shares with the prompt's own ids, leaving each row at least one token to feed."""
-    n = min(len(prompt_ids), *(len(r) - 1 for r in rows))
+    """Tokens every row shares with the prompt's own ids, leaving each row at least one token to feed.
+
+    At most all but the prompt's last token: the first round's rows (prompt + "") and later rounds'
+    (prompt + answer) then share one cache key, and an answer whose first token merges with the
+    prompt's last one does not miss it."""
+    n = min(len(prompt_ids) - 1, *(len(r) - 1 for r in rows))
     i = 0
     while i < n and all(r[i] == prompt_ids[i] for r in rows):
         i += 1
