@@ -141,10 +141,14 @@ async def run(args) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=None)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     text = asyncio.run(run(args))
     print(text)
     print(f"written to {write_result('prefix_cache', text)}", file=sys.stderr)
