@@ -226,3 +226,26 @@ def test_view_refuses_a_file_without_a_trace(tmp_path):
     done = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "view", str(f), "--no-open"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.startswith("w2s: error:") and "no w2s search trace" in done.stderr
+
+
+async def test_a_mixture_guides_parts_show_on_hover(browser, tmp_path):
+    """A trace whose candidates carry a mixture's part scores: hovering a node lists each part's score and the
+    weight the request set."""
+    single, _, trace = await write_traces(tmp_path)
+    trace["guide_weights"] = {"warm": 1.5, "plain": 0.5}
+    for rd in trace["rounds"]:
+        for c in rd["candidates"]:
+            c["parts"] = {"warm": 1.25, "plain": -2.5}
+    single.write_text(json.dumps(trace))
+    html = tmp_path / "view.html"
+    done = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "view", str(single), "-o", str(html), "--no-open"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    page = await browser.new_page()
+    await page.goto(html.as_uri())
+    await page.wait_for("document.querySelectorAll('#tree g.node').length > 0")
+    await page.hover("#tree g.node[data-round='0'][data-index='0']")
+    await page.wait_for("!document.getElementById('tooltip').hidden")
+    tip = " ".join((await page.evaluate("document.getElementById('tooltip').innerText")).split())
+    assert "part warm (weight 1.5) +1.25" in tip and "part plain (weight 0.5) -2.50" in tip
+    assert page.script_errors() == [] and page.browser_errors() == []
