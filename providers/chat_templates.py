@@ -4,7 +4,7 @@
                                                      #   or chat_template.jinja beside it)
     chat_template: /models/qwen2.5-7b-instruct.gguf   # a GGUF file (its tokenizer.chat_template)
     chat_template: "{% for m in messages %}..."      # the Jinja text itself
-    chat_template: transcript                        # built in: "User:" / "Assistant:" turns, for base models
+    chat_template: transcript                        # built in: "System:" / "User:" / "Assistant:" lines, for base models
 
 Read once at start-up; rendering is proxy/core/chat_template.py.
 """

@@ -53,14 +53,15 @@ class ChatTemplate:
                                  param="messages") from None
 
 
-# A plain transcript a base model continues naturally: the system prompt, then "User:" / "Assistant:"
-# turns, then "Assistant:" for the answer, which ends where the model writes the next "User:" itself.
+# A plain transcript a base model continues naturally: "System:", "User:" and "Assistant:" lines, then
+# "Assistant:" for the answer, which ends where the model starts a next line of the transcript itself.
 TRANSCRIPT = ChatTemplate(
     "{% for m in messages %}"
-    "{% if m.role == 'system' %}{{ m.content }}\n\n"
+    "{% if m.role == 'system' %}System: {{ m.content }}\n"
     "{% elif m.role == 'assistant' %}Assistant: {{ m.content }}\n"
     "{% else %}User: {{ m.content }}\n{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}",
-    origin="the built-in transcript template", stop=("\nUser:",), own_bos=False)
+    origin="the built-in transcript template", stop=("\nUser:", "\nuser:", "\nSystem:", "\nAssistant:"),
+    own_bos=False)
 BUILTIN = {"transcript": TRANSCRIPT}  # chat_template: transcript

@@ -103,7 +103,7 @@ class LocalUpstream(_Upstream):
     provider: Literal["local"] = "local"
     template: str | None = None  # "{system}", "{prompt}" format string; None = model's chat template
     # For chats, over `template` (a raw prompt keeps it): a tokenizer directory, a GGUF file, a Jinja
-    # template, or `transcript` (built in: "User:" / "Assistant:" turns a base model continues).
+    # template, or `transcript` (built in: "System:" / "User:" / "Assistant:" lines a base model continues).
     chat_template: str | None = None
     max_batch_rows: PositiveInt = 32  # rows per generate call when concurrent searches merge (1 = never)
 

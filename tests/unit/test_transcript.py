@@ -1,6 +1,6 @@
 """The embedded default takes a conversation: a base-model upstream with `template: "{prompt}"` and
 `chat_template: transcript` sends a raw prompt verbatim (/v1/completions, Prompt.raw, every bench) and a
-chat whole, as "User:" / "Assistant:" turns ending where the model starts the next "User:" itself."""
+chat whole, as "System:" / "User:" / "Assistant:" lines ending where the model starts another one itself."""
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +24,8 @@ def test_a_raw_prompt_stays_verbatim_and_a_chat_goes_whole():
     raw = render(Prompt.raw(OPENING), None, "{prompt}", chat_template=TRANSCRIPT)
     assert raw.text == OPENING and raw.add_special_tokens  # as before: the tokenizer adds Gemma's BOS
     chat = render(Prompt.chat(CHAT), None, "{prompt}", chat_template=TRANSCRIPT)
-    assert chat.text == ("You are a movie buff.\n\nUser: A film for tonight?\nAssistant: The Princess Bride.\n"
-                         "Be brief.\n\nUser: Why?\nAssistant:")
+    assert chat.text == ("System: You are a movie buff.\nUser: A film for tonight?\nAssistant: The Princess Bride.\n"
+                         "System: Be brief.\nUser: Why?\nAssistant:")
     assert chat.add_special_tokens and chat.dropped == ()  # the transcript has no BOS of its own
 
 
@@ -70,7 +70,7 @@ def sampler() -> tuple[LocalSampler, _Batcher]:
 def test_a_chat_ends_at_the_next_turn_and_a_raw_prompt_gets_no_extra_stop():
     s, batcher = sampler()
     out = asyncio.run(s.sample(SampleRequest(Prompt.chat(CHAT), [Continuation("", 8)], stop=("!",))))
-    assert batcher.requests[-1].stop == ("!", "\nUser:")
+    assert batcher.requests[-1].stop == ("!", "\nUser:", "\nuser:", "\nSystem:", "\nAssistant:")
     (chunk,) = out.chunks
     # Ended by the model's own turn marker, not by a stop string the client sent: no stop_sequence reported.
     assert chunk.finish_reason == "stop" and chunk.stop_sequence is None and out.notes == ()
