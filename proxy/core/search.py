@@ -29,7 +29,7 @@ from w2s.proxy.core.cost import Prices, Usage, cost_usd, tokens_affordable
 from w2s.proxy.core.errors import NoValidAnswer, UpstreamError
 from w2s.proxy.core.interfaces import Sampler, ScoringSession
 from w2s.proxy.core.modes import SearchMode, decide_mode
-from w2s.proxy.core.tools import ToolCall, answer_text, check_output, whole_reason
+from w2s.proxy.core.tools import ToolCall, answer_text, check_calls, check_output, whole_reason
 from w2s.proxy.core.types import (
     Answer,
     CandidateTrace,
@@ -300,19 +300,22 @@ class _Search:
         return candidates
 
     def check_format(self, candidates: list[_Beam]) -> None:
-        """Under an output format, a candidate whose text does not parse (or validate) cannot be returned.
-        A candidate that calls tools answers with its calls, not its text: it is exempt."""
-        fmt = self.prompt.output
-        if fmt is None:
-            return
+        """A candidate that cannot be returned: under an output format, text that does not parse (or
+        validate); a call to a function not offered, or whose arguments do not validate against its
+        parameters. A candidate that calls tools answers with its calls: its text is not checked."""
+        fmt, tools = self.prompt.output, self.prompt.tools
         for b in candidates:
-            if b.rejected is None and not b.tool_calls:
+            if b.rejected is not None:
+                continue
+            if b.tool_calls and tools is not None:
+                b.rejected = check_calls(b.tool_calls, tools)
+            elif fmt is not None and not b.tool_calls:
                 b.rejected = check_output(b.text, fmt)
 
     def no_valid_answer(self, candidates: list[_Beam]) -> None:
-        """No candidate passed the output format: a 502 with what each was, never an invalid answer."""
+        """No candidate passed its checks: a 502 with what each was, never an invalid answer."""
         why = "; ".join(f"candidate {b.index}: {b.rejected}" for b in candidates[:8])
-        raise NoValidAnswer(f"no candidate of {len(candidates)} was valid under the request's output format "
+        raise NoValidAnswer(f"no candidate of {len(candidates)} was valid under the request's output format or tools "
                             f"({why})", notes=self.result.notes)
 
     # --- score and select -------------------------------------------------------

@@ -176,6 +176,20 @@ def format_prompt(fmt: OutputFormat) -> str:
             + json.dumps(fmt.schema))
 
 
+def check_calls(calls: tuple[ToolCall, ...], tools: ToolSet) -> str | None:
+    """Why these calls cannot be returned (None: they can): each names an offered function, and its
+    arguments are a JSON object valid against that function's parameters."""
+    offered = {t.name: t for t in tools.tools}
+    for c in calls:
+        fn = offered.get(c.name)
+        if fn is None:
+            return f"calls {c.name!r}, which was not offered"
+        why = check_output(c.arguments or "{}", OutputFormat("json_schema", fn.parameters or {"type": "object"}))
+        if why is not None:
+            return f"call {c.name}({c.arguments[:60]}): arguments {why}"
+    return None
+
+
 def check_output(text: str, fmt: OutputFormat) -> str | None:
     """Why `text` cannot be returned under `fmt` (None: it can): it must parse, and validate against
     the schema when there is one."""

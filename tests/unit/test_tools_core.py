@@ -141,3 +141,15 @@ def test_a_guide_renders_tool_turns_in_its_own_template_or_as_text():
                              "{{ m.role }}: {{ m.content }}\n{% endfor %}")
     text = render(prompt, chat_template=with_tool).text
     assert "[tool] tool: 18C" in text and "assistant: <tool_call>" in text
+
+
+async def test_a_call_whose_arguments_do_not_fit_its_function_is_never_returned():
+    bad_args = ToolCall("c2", "get_weather", '"paris"')  # what vLLM + SmolLM2 wrote under tool_choice required
+    unknown = ToolCall("c3", "rm_rf", "{}")
+    drawer, session = Drawer([bad_args, unknown, CALL, "text"]), Session("rm_rf")
+    prompt = Prompt(messages=({"role": "user", "content": "weather?"},), tools=WEATHER)
+    result = await search(prompt, drawer, session, PARAMS, mode=SearchMode.BON)
+    assert result.best.tool_calls == (CALL,)
+    why = {c.tool_calls[0].name + c.tool_calls[0].id: c.rejected for c in result.rounds[0].candidates if c.tool_calls}
+    assert "is not of type 'object'" in why["get_weatherc2"]
+    assert why["rm_rfc3"] == "calls 'rm_rf', which was not offered" and why["get_weathercall_1"] is None
