@@ -65,4 +65,5 @@ def resolve(engine: Engine, req: WireRequest, on_route: Callable[[str], None] | 
     route = engine.route_info(req.model)
     if on_route is not None:
         on_route(route.name)
-    return Job(engine.plan(route, req.search_overrides()), req.to_prompt(), trace, cost)
+    prompt = req.to_prompt()
+    return Job(engine.plan_prompt(route, req.search_overrides(), prompt), prompt, trace, cost)

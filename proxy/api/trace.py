@@ -18,7 +18,8 @@ Version 2 (version 1 had no `prompt`, `state`, `chunk`, `chunk_tokens`,
      "rounds": [{"index", "upstream_calls", "upstream_prompt_tokens", "upstream_completion_tokens",
                  "scorer_tokens", "sample_seconds", "score_seconds", "failed_chunks", "exact", "notes",
                  "candidates": [{"index", "parent", "text", "chunk", "score", "state", "kept", "finished",
-                                 "finish_reason", "tokens", "chunk_tokens", "carried"}]}]}
+                                 "finish_reason", "tokens", "chunk_tokens", "carried",
+                                 "tool_calls", "rejected"}]}]}   # tools and output formats: docs/tools.md
 
 A candidate's `parent` indexes the previous round's candidates; `chunk` is what
 this round added (its text minus its parent's); `state` is "kept" (goes on),
@@ -110,10 +111,12 @@ def candidate_body(index: int, c: CandidateTrace, parent: CandidateTrace | None)
         "tokens": c.tokens,
         "chunk_tokens": c.tokens - parent.tokens if extends else c.tokens,
         "carried": carried,
-        "parts": c.parts,  # a mixture guide: {part: raw score}, score = sum(weight * part); else null
         # Kept but given no continuation (k_tau with k_min 0, decide_after): its path ends here, unfinished.
         "pruned_early": c.pruned,
         "draws": c.draws,  # continuations it gets next round (kept, unfinished): fewer than k when behind
+        "parts": c.parts,  # a mixture guide: {part: raw score}, score = sum(weight * part); else null
+        "tool_calls": [dataclasses.asdict(t) for t in c.tool_calls],  # a candidate that calls tools
+        "rejected": c.rejected,  # why it could not be returned (the output format): never scored nor kept
     }
 
 
