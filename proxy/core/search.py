@@ -307,7 +307,7 @@ class _Search:
         for b in candidates:
             if b.rejected is not None:
                 continue
-            if b.tool_calls and tools is not None:
+            if tools is not None and (b.tool_calls or tools.choice in ("required", "function")):
                 b.rejected = check_calls(b.tool_calls, tools)
             elif fmt is not None and not b.tool_calls:
                 b.rejected = check_output(b.text, fmt)

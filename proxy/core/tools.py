@@ -177,8 +177,10 @@ def format_prompt(fmt: OutputFormat) -> str:
 
 
 def check_calls(calls: tuple[ToolCall, ...], tools: ToolSet) -> str | None:
-    """Why these calls cannot be returned (None: they can): each names an offered function, and its
-    arguments are a JSON object valid against that function's parameters."""
+    """Why these calls cannot be returned (None: they can): each names an offered function, its arguments
+    valid against that function's parameters; under tool_choice required (or a named function) there is one."""
+    if tools.choice in ("required", "function") and not any(tools.name in (None, c.name) for c in calls):
+        return f"tool_choice {tools.name or tools.choice}: the answer makes no such call"
     offered = {t.name: t for t in tools.tools}
     for c in calls:
         fn = offered.get(c.name)

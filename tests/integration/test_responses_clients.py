@@ -94,8 +94,8 @@ def test_langchain_multi_turn_chat_to_the_embedded_default(live):
     assert second.content.strip() and "User:" not in second.content  # the answer ends at the next turn
 
 
-@pytest.mark.parametrize("field, value", [("text", {"format": {"type": "json_object"}}),
-                                          ("tool_choice", "required")])
+@pytest.mark.parametrize("field, value", [("tools", [{"type": "function", "name": "f", "parameters": {}}]),
+                                          ("tool_choice", "required")])  # tools to a local upstream; none offered
 def test_what_the_proxy_cannot_honour_is_a_400_naming_it(live, field, value):
     with pytest.raises(openai.BadRequestError) as e:
         client(live).responses.create(model=GUIDED, input="hi", **{field: value})

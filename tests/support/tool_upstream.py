@@ -104,13 +104,16 @@ class ToolUpstream:
                                      status=400)
         tools = [{"name": t["function"]["name"], "schema": t["function"].get("parameters")}
                  for t in body.get("tools") or ()]
-        choice = body.get("tool_choice", "auto")
+        said = _said_tools(body["messages"])  # tools described in the system prompt: answered in Hermes text
+        tools = tools or said
+        choice = body.get("tool_choice", "required" if said and "You must call" in body["messages"][0]["content"]
+                          else "auto")
         choice = {"name": choice["function"]["name"]} if isinstance(choice, dict) else choice
         fmt = body.get("response_format")
         fmt = _chat_format(fmt)
         last = body["messages"][-1]
         result = last["content"] if last.get("role") == "tool" else None
-        choices = [self._chat_choice(i, *self.answer(i, tools, choice, fmt, result))
+        choices = [self._chat_choice(i, *self.answer(i, tools, choice, fmt, result), text_calls=bool(said))
                    for i in range(body.get("n", 1))]
         return web.json_response({"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                                   "model": body["model"], "choices": choices,
@@ -129,14 +132,15 @@ class ToolUpstream:
             return '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
         return None
 
-    def _chat_choice(self, i: int, text: str, call) -> dict:
+    def _chat_choice(self, i: int, text: str, call, text_calls: bool = False) -> dict:
         msg: dict = {"role": "assistant", "content": text or None}
-        if call is not None and "text_calls" in self.quirks:
+        text_calls = text_calls or "text_calls" in self.quirks
+        if call is not None and text_calls:
             msg["content"] = "<tool_call>\n" + json.dumps({"name": call[0], "arguments": call[1]}) + "\n</tool_call>"
         elif call is not None:
             msg["tool_calls"] = [{"id": f"call_fake{i}", "type": "function",
                                   "function": {"name": call[0], "arguments": json.dumps(call[1])}}]
-        finish = "tool_calls" if call is not None and "text_calls" not in self.quirks else "stop"
+        finish = "tool_calls" if call is not None and not text_calls else "stop"
         return {"index": i, "message": msg, "finish_reason": finish, "logprobs": None}
 
     # --- Anthropic messages -------------------------------------------------------------------
@@ -183,6 +187,17 @@ class ToolUpstream:
         return web.json_response({"id": f"resp_{i}", "object": "response", "created_at": int(time.time()),
                                   "status": "completed", "model": body["model"], "output": output,
                                   "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}})
+
+
+def _said_tools(messages: list[dict]) -> list[dict]:
+    """Tools a system prompt describes in the Hermes form (<tools> one JSON spec a line </tools>)."""
+    first = messages[0] if messages and messages[0].get("role") == "system" else {}
+    text = first.get("content") or ""
+    if "<tools>" not in text:
+        return []
+    body = text.rsplit("<tools>", 1)[1].split("</tools>", 1)[0]  # the last: the first is the words "<tools></tools>"
+    specs = [json.loads(line)["function"] for line in body.strip().splitlines() if line.strip()]
+    return [{"name": f["name"], "schema": f.get("parameters")} for f in specs]
 
 
 def _chat_format(fmt: dict | None) -> dict | None:

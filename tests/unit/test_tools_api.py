@@ -211,12 +211,13 @@ def test_calls_a_server_leaves_in_its_text_are_read_back(proxy):
 def test_a_server_without_auto_tool_choice_gets_the_tools_another_way(proxy):
     srv, up = proxy(quirks=["no_auto_choice"])
     r = oai(srv).chat.completions.create(model="tools-cont", messages=USER, tools=[WEATHER])
-    assert r.choices[0].message.content
     last = up.bodies("chat")[-1]
     assert "tools" not in last and "<tools>" in last["messages"][0]["content"]  # said in the system prompt
+    # The model answers in its own chat format (Hermes text): read back as a call.
+    assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
     forced = oai(srv).chat.completions.create(model="tools-cont", messages=USER, tools=[WEATHER],
                                               tool_choice="required")
-    assert forced.choices[0].message.content
+    assert forced.choices[0].message.tool_calls and "You must call" in up.bodies("chat")[-1]["messages"][0]["content"]
 
 
 # --- the Anthropic API --------------------------------------------------------------------------------

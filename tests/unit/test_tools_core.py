@@ -153,3 +153,14 @@ async def test_a_call_whose_arguments_do_not_fit_its_function_is_never_returned(
     why = {c.tool_calls[0].name + c.tool_calls[0].id: c.rejected for c in result.rounds[0].candidates if c.tool_calls}
     assert "is not of type 'object'" in why["get_weatherc2"]
     assert why["rm_rfc3"] == "calls 'rm_rf', which was not offered" and why["get_weathercall_1"] is None
+
+
+async def test_under_tool_choice_required_a_text_answer_is_never_returned():
+    tools = ToolSet(WEATHER.tools, choice="required")
+    prompt = Prompt(messages=({"role": "user", "content": "weather?"},), tools=tools)
+    result = await search(prompt, Drawer(["It is sunny.", CALL]), Session("sunny"), PARAMS, mode=SearchMode.BON)
+    assert result.best.tool_calls == (CALL,)  # the guide preferred the text; required rules it out
+    named = ToolSet(WEATHER.tools, choice="function", name="get_weather")
+    with pytest.raises(NoValidAnswer, match="tool_choice get_weather: the answer makes no such call"):
+        await search(Prompt(messages=prompt.messages, tools=named), Drawer(["no"]), Session("x"), PARAMS,
+                     mode=SearchMode.BON)
