@@ -320,7 +320,9 @@ def report(args) -> str:
         f"were not recorded). New answers: {ANSWERS.relative_to(DIR.parents[2])}. Rows missing answers: "
         f"{missing_line}. Price stated: USD {PRICES['input']} / {PRICES['cached_input']} / {PRICES['output']} per "
         "million input / cached input / output tokens; cost in micro-USD per answer. Steering multiplier: "
-        "completion tokens over plain sampling's.", "",
+        "completion tokens over plain sampling's. Wall seconds are not comparable between reused and new rows: the "
+        "new ones ran niced, two at a time, beside other jobs on 2 shared cores (load average 10-25); prompt "
+        "tokens and calls are what any upstream would bill.", "",
         f"![frontier]({PLOT.name})", "",
         table(["method", "answers", "VADER", "TextBlob", "AFINN", "completion tok / answer", "prompt tok / answer",
                "calls / answer", "µUSD / answer", "wall s / answer", "upstream log-lik / token",

@@ -25,6 +25,7 @@ from bench.lib.results import ROOT, write_result
 from bench.lib.tables import table
 
 VENV = ROOT / "bench" / ".vllm-venv"
+BLOCK = 32  # vLLM's KV block (the CPU build takes multiples of 32): only whole blocks of a prompt are cached
 PRICES = {"input": 0.10, "cached_input": 0.025, "output": 0.40}  # as bench/cost_frontier.py
 
 
@@ -105,7 +106,11 @@ def start_vllm(model_dir: str, port: int) -> Child:
     cmd = [str(VENV / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
            "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
            "--dtype", "float32", "--max-model-len", "2048", "--gpu-memory-utilization", "0.15",
-           "--enable-prefix-caching", "--enable-prompt-tokens-details"]
+           "--enable-prefix-caching", "--enable-prompt-tokens-details",
+           # The smallest the CPU build takes (its default is 128: a 100-token prompt would fill no block), and room
+           # to prefill 16 draws of a 1,000-token prompt in one step: vLLM 0.32 CPU crashes on a seeded request
+           # whose prefill is chunked (gpu_model_runner._bookkeeping_sync, gen.set_offset).
+           "--block-size", str(BLOCK), "--max-num-batched-tokens", "16384"]
     return Child("vllm", cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, echo=False)
 
 
@@ -129,7 +134,7 @@ async def run(args) -> str:
         "# The cached share of prompt tokens in one CBS search (bench/prefix_cache.py)", "",
         f"{today()}; {machine()}.", "",
         "vLLM 0.32 (CPU) serving SmolLM2-135M-Instruct (converted) with --enable-prefix-caching and "
-        "--enable-prompt-tokens-details; the proxy's completions sampler (mode completions, template {prompt}); "
+        f"--enable-prompt-tokens-details, --block-size {BLOCK}; the proxy's completions sampler (mode completions, template {{prompt}}); "
         "CBS W=4, K=4, L=5, 50 tokens, T=0.7; VADER as a stand-in guide. Cached tokens are vLLM's own "
         "`usage.prompt_tokens_details.cached_tokens`. Cost at USD "
         f"{PRICES['input']} / {PRICES['cached_input']} / {PRICES['output']} per million input / cached input / "
