@@ -61,8 +61,14 @@ def excerpt(trace: dict) -> str:
 
 
 async def _chat(client, route: str, **kw) -> dict:
-    raw = await client.chat.completions.with_raw_response.create(
-        model=route, extra_body={"w2s": {"trace": True}}, **kw)
+    import openai
+
+    try:
+        raw = await client.chat.completions.with_raw_response.create(
+            model=route, extra_body={"w2s": {"trace": True}}, **kw)
+    except openai.APIStatusError as e:  # e.g. 502 no_valid_structured_output: every candidate failed its checks
+        return {"mode": "-", "finish_reason": f"HTTP {e.status_code} {e.body.get('code')}", "content": None,
+                "tool_calls": [], "trace": e.body.get("message", ""), "raw": None}
     r = raw.parse()
     msg = r.choices[0].message
     calls = [f"{c.function.name}({c.function.arguments}) id={c.id}" for c in msg.tool_calls or ()]
@@ -76,26 +82,37 @@ async def chat_part(client) -> dict:
     out["chat-only required"] = await _chat(client, "searched-chat-only", messages=ASK, tools=[WEATHER],
                                             tool_choice="required")
     out["passthrough"] = await _chat(client, "tools-pass", messages=ASK, tools=[WEATHER], tool_choice="required")
-    call = out["required"]["raw"].choices[0].message.tool_calls[0]
-    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
-               {"role": "tool", "tool_call_id": call.id, "content": "18 degrees C, sunny"}]
+    got = out["required"]["raw"]
+    call = got.choices[0].message.tool_calls[0].model_dump() if got is not None else {  # else a call by hand
+        "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": call["id"], "content": "18 degrees C, sunny"}]
     out["tool result"] = await _chat(client, "searched", messages=history, tools=[WEATHER])
     fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
     out["json_schema"] = await _chat(client, "searched", messages=ASK_JSON, response_format=fmt)
-    deltas = []
-    stream = await client.chat.completions.create(model="searched", messages=ASK, tools=[WEATHER],
-                                                  tool_choice="required", stream=True)
+    out["stream"] = await _stream(client)
+    for v in out.values():
+        if isinstance(v, dict):
+            v.pop("raw", None)
+    return out
+
+
+async def _stream(client) -> list:
+    import openai
+
+    deltas: list = []
+    try:
+        stream = await client.chat.completions.create(model="searched", messages=ASK, tools=[WEATHER],
+                                                      tool_choice="required", stream=True)
+    except openai.APIStatusError as e:
+        return [{"error": f"HTTP {e.status_code} {e.body.get('code')}"}]
     async for chunk in stream:
         if chunk.choices:
             d = chunk.choices[0].delta
             deltas.append({k: v for k, v in d.model_dump(exclude_none=True).items() if v}
                           | ({"finish_reason": chunk.choices[0].finish_reason} if chunk.choices[0].finish_reason
                              else {}))
-    out["stream"] = deltas
-    for v in out.values():
-        if isinstance(v, dict):
-            v.pop("raw", None)
-    return out
+    return deltas
 
 
 async def other_apis(port: int) -> dict:
@@ -103,22 +120,35 @@ async def other_apis(port: int) -> dict:
     import openai
 
     ant = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}", api_key="unused", max_retries=0, timeout=600)
-    m = await ant.messages.create(model="searched", max_tokens=64, messages=ASK, tool_choice={"type": "any"},
-                                  tools=[{"name": "get_weather", "description": "The current weather in a city",
-                                          "input_schema": WEATHER["function"]["parameters"]}])
     oai = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=600)
     tool = {"type": "function", "name": "get_weather", "description": "The current weather in a city",
             "parameters": WEATHER["function"]["parameters"]}
-    r = await oai.responses.create(model="searched", input="What is the weather in Paris right now?", tools=[tool],
-                                   tool_choice="required")
-    j = await oai.responses.create(model="searched", input=ASK_JSON[0]["content"], text={"format": {
-        "type": "json_schema", "name": "person", "schema": PERSON, "strict": True}})
-    out = {"anthropic": {"stop_reason": m.stop_reason, "content": [b.model_dump() for b in m.content]},
-           "responses function call": [it.model_dump() for it in r.output],
-           "responses text.format": j.output_text}
+    anth_tool = {"name": "get_weather", "description": "The current weather in a city",
+                 "input_schema": WEATHER["function"]["parameters"]}
+    out = {
+        "anthropic (tool_choice auto)": await _try(lambda: ant.messages.create(
+            model="searched", max_tokens=64, messages=ASK, tools=[anth_tool]),
+            lambda m: {"stop_reason": m.stop_reason, "content": [b.model_dump() for b in m.content]}),
+        "responses function call (tool_choice required)": await _try(lambda: oai.responses.create(
+            model="searched", input=ASK[0]["content"], tools=[tool], tool_choice="required"),
+            lambda r: [it.model_dump() for it in r.output]),
+        "responses text.format": await _try(lambda: oai.responses.create(
+            model="searched", input=ASK_JSON[0]["content"], text={"format": {
+                "type": "json_schema", "name": "person", "schema": PERSON, "strict": True}}),
+            lambda r: r.output_text)}
     await ant.close()
     await oai.close()
     return out
+
+
+async def _try(call, show):
+    """show(await call()), or the error's status, code and message (a 502 when no candidate was valid)."""
+    try:
+        return show(await call())
+    except Exception as e:  # noqa: BLE001 - the report shows whatever the client raised
+        body = getattr(e, "body", None) or {}
+        err = body.get("error", body) if isinstance(body, dict) else {}
+        return {"error": f"{type(e).__name__} {getattr(e, 'status_code', '')}: {err.get('message', str(e))[:600]}"}
 
 
 async def run(args):

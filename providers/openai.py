@@ -278,7 +278,7 @@ class _ChatSampler(OpenAISampler):
         """A 400 for a tool or format shape moves this upstream to the next shape, and the draw is repeated."""
         sent = self.shapes.fields(ctx.request.prompt)
         try:
-            return await super()._draw(ctx, call)
+            chunks = await super()._draw(ctx, call)
         except UpstreamRefused as e:
             said = self.shapes.adapt(e, ctx.request.prompt, sent) if sent or ctx.request.prompt.tools else None
             if said is None:
@@ -286,6 +286,12 @@ class _ChatSampler(OpenAISampler):
             log.warning("%s", said)
             ctx.notes.add(said)
             return await self._draw(ctx, call)
+        said = self.shapes.misfit([c.tool_calls for c in chunks], ctx.request.prompt)
+        if said is None:
+            return chunks
+        log.warning("%s", said)
+        ctx.notes.add(said)
+        return await self._draw(ctx, call)
 
     def _prompt_estimate(self, enc, ctx: Ctx, call: Call) -> int:
         return tokens.count_messages(enc, self.messages(ctx.request, call))

