@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from w2s.proxy.core.errors import UpstreamError
-from w2s.proxy.core.tools import FunctionTool, OutputFormat, ToolSet, check_output
+from w2s.proxy.core.tools import FunctionTool, OutputFormat, ToolSet, check_calls, check_output
 from w2s.proxy.core.types import Continuation, Prompt, SampleRequest
 
 WEATHER = FunctionTool("get_weather", "The current weather in a city",
@@ -35,20 +35,23 @@ async def _draw(s: Any, prompt: Prompt):
 
 def _shape(s: Any, key: str) -> str:
     shapes = getattr(s, "shapes", None)
-    return getattr(shapes, key) if shapes is not None else "api"
+    return shapes.report()[{"tools": "tools", "format": "structured_output"}[key]] if shapes is not None else "api"
 
 
 async def tool_verdicts(s: Any, verdict) -> list:
     """The three verdicts; `verdict` builds one (probes.Verdict)."""
     out = []
     for choice in ("required", "auto"):
-        chunk, seconds, err = await _draw(s, Prompt(messages=ASK, tools=ToolSet((WEATHER,), choice)))
+        tools = ToolSet((WEATHER,), choice)
+        chunk, seconds, err = await _draw(s, Prompt(messages=ASK, tools=tools))
         if err is not None:
             out.append(verdict(f"tools ({choice})", False, f"failed: {err}", seconds))
             continue
         calls = ", ".join(f"{c.name}({c.arguments})" for c in chunk.tool_calls)
-        what = f"a call: {calls}" if calls else f"text, no call: {chunk.text[:60]!r}"
-        ok = bool(calls) if choice == "required" else True
+        misfit = check_calls(chunk.tool_calls, tools) if chunk.tool_calls else None
+        what = (f"a call: {calls}" + (f", which does not fit ({misfit})" if misfit else "")) if calls else \
+            f"text, no call: {chunk.text[:60]!r}"
+        ok = bool(calls) and misfit is None if choice == "required" else misfit is None
         out.append(verdict(f"tools ({choice})", ok, f"{what}; tools sent as {_shape(s, 'tools')}", seconds))
     out.append(await _json_verdict(s, verdict))
     return out
