@@ -143,3 +143,12 @@ def test_metrics_count_cached_tokens_and_cost(server):
     assert 'w2s_upstream_tokens_total{kind="cached",route="r"} 0.0' in text
     cost = [line for line in text.splitlines() if line.startswith('w2s_upstream_cost_usd_total{route="r"}')]
     assert cost and float(cost[0].split()[-1]) > 0
+
+
+def test_the_responses_api_says_what_it_cost_when_asked_and_at_the_end_of_a_stream(server):
+    srv = server()
+    resp = client(srv).responses.create(model="r", input="hi", extra_body={"w2s": {"cost": True}})
+    assert resp.model_extra["w2s"]["cost"]["cost_usd"] > 0
+    events = list(client(srv).responses.create(model="r", input="hi", stream=True))
+    done = [e for e in events if e.type == "response.completed"]
+    assert done and done[0].response.model_extra["w2s"]["cost"]["completion_tokens"] > 0
