@@ -119,16 +119,17 @@ class Shapes:
         return parse_text_calls(text, prompt.tools, new_call_id)
 
     def misfit(self, calls: list[tuple[ToolCall, ...]], prompt: Prompt) -> str | None:
-        """A forced call whose arguments do not fit its function (every draw): from now on forced calls
+        """Forced calls whose arguments do not fit their function (every draw that made one): from now on they
         are asked for as JSON (said in words; None: nothing to change)."""
         tools = prompt.tools
         if self.forced_json or tools is None or tools.choice not in ("required", "function") or \
                 prompt.output is not None or not calls or self.format != "json_schema":
             return None
-        if not all(c and check_calls(c, tools) is not None for c in calls):
+        made = [c for c in calls if c]  # the draws that made calls (others answered in text)
+        if not made or any(check_calls(c, tools) is None for c in made):
             return None
         self.forced_json = True
-        said = (f"{self.label} forced calls whose arguments do not fit the function ({check_calls(calls[0], tools)}): "
+        said = (f"{self.label} forced calls whose arguments do not fit the function ({check_calls(made[0], tools)}): "
                 "forced calls are now asked for as json_schema structured output")
         self.learned.append(said)
         return said
