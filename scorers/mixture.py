@@ -26,11 +26,12 @@ from w2s.scorers.pair import GuidePair, PairSession, _Side
 
 @dataclass
 class _Union:
-    """What PairSession needs of a pair: a name, the sides to score, the batcher."""
+    """What PairSession needs of a pair: a name, the sides to score, the batcher and the pool."""
 
     name: str
     sides: list[_Side]
     batcher: RowBatcher
+    pool: ModelPool
 
 
 def _side_key(side: _Side) -> tuple:
@@ -59,6 +60,7 @@ class GuideMixture:
     def __init__(self, name: str, cfg: GuideMixtureConfig, pool: ModelPool, batcher: RowBatcher):
         self.name = name
         self.cfg = cfg
+        self.pool = pool
         self.batcher = batcher
         self.parts = {p: GuidePair(p, pair_cfg, pool, batcher) for p, pair_cfg in cfg.pairs.items()}
         self._sides: list[_Side] = []
@@ -94,7 +96,7 @@ class MixtureSession:
     def __init__(self, mix: GuideMixture, prompt: Prompt, answer_tokens: int | None, weights: dict[str, float]):
         self.mix = mix
         self.weights = dict(weights)
-        self._inner = PairSession(_Union(mix.name, mix._sides, mix.batcher), prompt, answer_tokens)
+        self._inner = PairSession(_Union(mix.name, mix._sides, mix.batcher, mix.pool), prompt, answer_tokens)
         self._parts: dict[tuple[str, bool], dict[str, float]] = {}
 
     @property
