@@ -177,8 +177,10 @@ async def stage_score_async(args) -> None:
 
     indices = gp.openings_arg(args.openings)
     import_ends(indices)
+    searched = {(a["opening"], tuple(a["weights"].values())) for a in gp.read_jsonl(ANSWERS)}
+    ready = [i for i in indices if all((i, w) in searched for w in WEIGHTS)]  # every weight searched
     scored = {(r["opening"], r["label"]) for r in gp.read_jsonl(SCORES)}
-    todo = [a for a in all_answers(indices) if (a["opening"], a["label"]) not in scored]
+    todo = [a for a in all_answers(ready) if (a["opening"], a["label"]) not in scored]
     engine = Engine(config())
     await engine.start()
     try:
@@ -219,6 +221,28 @@ def share_rows(cols: dict) -> tuple[list[list], dict]:
     rows = [[lb] + [f"{sh[lb][j]:+.2f}" for j in HELD_OUT] + [f"{sum(sh[lb].values()):+.2f}",
             "yes" if beats_both(sh[lb], ends) and label_w(lb) not in ENDS else "—"] for lb in LABELS[1:]]
     return rows, sh
+
+
+def paired_rows(cols: dict) -> list[list]:
+    """Each weight (and the prompted pair) against the pair trained for each held-out judge, same openings."""
+    from bench.lib.stats import paired_diff
+    from bench.lib.tables import pm
+
+    return [[lb] + [pm(paired_diff(cols[lb][j], cols[label(w)][j]), 3 if j == "textblob" else 2)
+                    for j, w in HELD_OUT.items()] for lb in LABELS[1:] if label_w(lb) not in ENDS]
+
+
+def gains_line(cols: dict) -> str:
+    """The shares' denominators: each single pair's gain over plain sampling on these openings."""
+    from bench.lib.stats import paired_diff
+
+    plain = cols[REFS[("plain", "none")]]
+    gains = {j: paired_diff(cols[label(w)][j], plain[j]) for j, w in HELD_OUT.items()}
+    return ("The shares' denominators, each single pair's gain over plain sampling on these openings (paired, "
+            f"mean ± s.e.): TextBlob {gains['textblob'][0]:+.3f} ± {gains['textblob'][1]:.3f} and AFINN "
+            f"{gains['afinn'][0]:+.2f} ± {gains['afinn'][1]:.2f} (sentiment pair), Dale-Chall "
+            f"{gains['dale_chall'][0]:+.2f} ± {gains['dale_chall'][1]:.2f} (plain-words pair). A denominator near "
+            "0 makes its shares large and unstable.")
 
 
 def label_w(lb: str) -> tuple[float, float] | None:
@@ -264,6 +288,10 @@ def report(openings: str) -> str:
         "plain-words pair (0, 1). A weight beats both pairs when its summed shares exceed each pair's sum.", "",
         table(["answers by", "TextBlob share", "AFINN share", "Dale-Chall share", "sum", "beats both pairs"],
               rows), "",
+        gains_line(cols) if complete else "", "",
+        "Paired on the same openings, each weight against the pair trained for the judge (mean ± s.e.):", "",
+        table(["answers by", "TextBlob - sentiment pair", "AFINN - sentiment pair",
+               "Dale-Chall - plain-words pair (negative = plainer)"], paired_rows(cols) if complete else []), "",
         f"The front: {PNG.name}.", "",
     ])
 
