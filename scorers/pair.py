@@ -20,7 +20,7 @@ from w2s.proxy.runtime.loading import LoadedModel
 from w2s.proxy.runtime.pool import ModelPool
 from w2s.scorers import window
 from w2s.scorers.batcher import RowBatcher
-from w2s.scorers.rows import PastEntry, Row, RowResult, plan_reuse, supports_reuse
+from w2s.scorers.rows import PastEntry, Row, RowResult, plan_reuse, prefill_entry, supports_reuse
 
 
 @dataclass
@@ -148,15 +148,16 @@ class PairSession:
         return results
 
     async def _ensure_prompt_cache(self) -> None:
-        """Run each side's prompt once; every candidate reuses its KV."""
-        todo = {(si,): Row(list(self._enc[si].prompt_ids), keep=True, adapter=s.model.adapter, prefill_only=True)
-                for si, s in enumerate(self.pair.sides)
-                if s.reuse and self._prompt_entry[si] is None and len(self._enc[si].prompt_ids) > 1}
-        if not todo:
-            return
-        for (si,), res in (await self._run(todo)).items():
-            self._prompt_entry[si] = res.entry
-            self._entries[si] = [res.entry]
+        """Run each side's prompt once, in chunks (rows.prefill_entry: never a T x T attention matrix);
+        every candidate reuses its KV."""
+        for si, side in enumerate(self.pair.sides):
+            ids = list(self._enc[si].prompt_ids)
+            if not side.reuse or self._prompt_entry[si] is not None or len(ids) <= 1:
+                continue
+            entry = await self.pair.pool.run(prefill_entry, side.model.model, ids, side.model.adapter)
+            self.tokens_computed += len(ids)
+            self._prompt_entry[si] = entry
+            self._entries[si] = [entry]
 
     def close(self) -> None:
         self._entries = [[] for _ in self.pair.sides]

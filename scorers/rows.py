@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from w2s.proxy.runtime.adapters import per_row
 
 LOGIT_SLICE = 1024  # positions per lm_head slice: never materialise (B, N, V) logits
+PREFILL_CHUNK = 512  # a prompt's tokens per forward: attention is (chunk x T) per head, never (T x T)
 
 
 @dataclass
@@ -42,9 +43,6 @@ class Row:
     reuse: int = 0  # tokens of `past` reused; ids[:reuse] == past.ids[:reuse], reuse < len(ids)
     keep: bool = False  # return a PastEntry for this row (a beam that may be extended)
     adapter: str | None = None  # PEFT adapter this row runs with; None = the base weights
-    # Only its keys/values are wanted (a prompt: its own log-probs are never scored, and the lm_head over
-    # a long prompt costs about a fifth of its forward): its log-probs come back as zeros.
-    prefill_only: bool = False
 
     @property
     def new_tokens(self) -> int:
@@ -106,20 +104,26 @@ def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
             use_cache=keep,
         )
     hidden = out.last_hidden_state  # (B, N, E)
-    new_lp = _scored_logps(model, rows, hidden, N)  # (B, N) float32, cpu
+    new_lp = _target_logps(model, hidden, _targets(rows, N).to(device))  # (B, N) float32, cpu
     new_cache = out.cache if keep else None
     return [_row_result(r, b, new_lp, new_cache, P) for b, r in enumerate(rows)]
 
 
-def _scored_logps(model, rows: list[Row], hidden: torch.Tensor, N: int) -> torch.Tensor:
-    """(B, N) log-probs of each row's next tokens; zeros for prefill-only rows (never computed)."""
-    scored = [b for b, r in enumerate(rows) if not r.prefill_only]
-    if len(scored) == len(rows):
-        return _target_logps(model, hidden, _targets(rows, N).to(hidden.device))
-    out = torch.zeros((len(rows), N), dtype=torch.float32)  # (B, N)
-    if scored:
-        out[scored] = _target_logps(model, hidden[scored], _targets([rows[b] for b in scored], N).to(hidden.device))
-    return out
+@torch.inference_mode()
+def prefill_entry(model, ids: list[int], adapter: str | None = None) -> PastEntry:
+    """A prompt's keys and values, PREFILL_CHUNK tokens a forward, with no lm_head: its log-probs are
+    never scored (a response's start from the prompt's end), so they are zeros."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    decoder = model.get_decoder()
+    with per_row(model, [adapter]):
+        for s in range(0, len(ids), PREFILL_CHUNK):
+            chunk = torch.tensor([ids[s: s + PREFILL_CHUNK]], device=model.device)  # (1, C)
+            pos = torch.arange(s, s + chunk.shape[1], device=model.device)[None]  # (1, C)
+            decoder(input_ids=chunk, position_ids=pos, cache=cache, use_cache=True)
+    kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]  # per layer (H, T, D)
+    return PastEntry(tuple(ids), kv, torch.zeros(len(ids), dtype=torch.float64))
 
 
 def _inputs(rows: list[Row], pad_id: int, P: int, N: int):

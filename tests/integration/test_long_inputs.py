@@ -31,6 +31,9 @@ class _Windowed:
     def get(self, name: str):
         return replace(self.pool.get(name), context_tokens=self.tokens)
 
+    def __getattr__(self, name: str):
+        return getattr(self.pool, name)  # run, executor: the session's model thread
+
 
 def _pair(engine, tokens: int) -> GuidePair:
     real = engine.guides["positive-critic"]
@@ -123,3 +126,32 @@ async def test_a_long_prompts_memory_stays_far_below_one_t_by_t_matrix_per_head(
     seconds, grew = await loop.run_in_executor(
         sampler.pool.executor, _peak_rss_during, lambda: sampler._generate(m, [request]))
     assert tokens > 5000 and grew < t_by_t / 2, (tokens, grew, t_by_t)
+
+
+async def test_a_cached_prompt_draws_what_the_plain_call_draws_on_a_full_attention_model(engine, monkeypatch):
+    import torch
+
+    from w2s.providers import prefix_cache as pc
+
+    monkeypatch.setattr(pc, "PREFILL_CHUNK", 64)  # several chunks
+    m = engine.pool.get("smollm2")
+    prompt = m.tokenizer(STORY * 3)["input_ids"]
+    rows = [prompt + m.tokenizer(" He", add_special_tokens=False)["input_ids"],
+            prompt + m.tokenizer(" The old man was", add_special_tokens=False)["input_ids"]]
+    shared = pc.shared_len(rows, prompt)
+    ids, mask = pc.inputs(shared, rows, pad_id=m.tokenizer.pad_token_id)
+    width = max(len(r) for r in rows)
+    pad = m.tokenizer.pad_token_id
+    plain_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    plain_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    kw = dict(max_new_tokens=8, do_sample=False, pad_token_id=pad)
+
+    def both():
+        with torch.inference_mode():
+            cached = m.model.generate(input_ids=ids, attention_mask=mask,
+                                      cache=pc.expanded(pc.prefill(m.model, rows[0][:shared]), 2), **kw)
+            plain = m.model.generate(input_ids=plain_ids, attention_mask=plain_mask, **kw)
+        return cached[:, ids.shape[1]:].tolist(), plain[:, width:].tolist()
+
+    cached, plain = await engine.pool.run(both)
+    assert cached == plain
