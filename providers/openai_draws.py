@@ -104,14 +104,24 @@ def cut_at_stops(text: str, finish: FinishReason, stops: list[str]) -> tuple[str
 
 def completion_counts(drawn: Drawn, call: Call, enc: Any) -> list[int]:
     """Each choice's completion tokens, summing to the API's total when it gave one."""
-    n = len(drawn.texts)
     if drawn.completion_tokens is None:
         return [tokens.count(enc, t) for t in drawn.texts]
-    if n == 1:
+    if len(drawn.texts) == 1:
         return [drawn.completion_tokens]
-    lengths = [call.max_tokens if f == "length" and call.max_tokens is not None else tokens.count(enc, t)
-               for t, f in zip(drawn.texts, drawn.finishes)]  # a choice cut by max_tokens wrote exactly that
-    return tokens.split_total(drawn.completion_tokens, lengths)
+    cut = [f == "length" and call.max_tokens is not None for f in drawn.finishes]
+    return _split_with_limits(drawn.completion_tokens, drawn.texts, cut, call.max_tokens or 0, enc)
+
+
+def _split_with_limits(total: int, texts: list[str], cut: list[bool], limit: int, enc: Any) -> list[int]:
+    """A choice cut by max_tokens wrote exactly `limit`; the rest of the total goes to the choices that
+    stopped, in proportion to their tiktoken counts. (A proportional split over all of them could credit
+    a cut choice with more than its limit.) A total that cannot cover that is split over all of them."""
+    stopped = [i for i, c in enumerate(cut) if not c]
+    rest = total - limit * (len(cut) - len(stopped))
+    if not stopped or rest < len(stopped):
+        return tokens.split_total(total, [limit if c else tokens.count(enc, t) for t, c in zip(texts, cut)])
+    shares = iter(tokens.split_total(rest, [tokens.count(enc, texts[i]) for i in stopped]))
+    return [limit if c else next(shares) for c in cut]
 
 
 def needs_encoding(drawn: Drawn, call: Call) -> bool:

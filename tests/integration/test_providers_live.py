@@ -47,16 +47,22 @@ def local(engine):
 
 
 async def test_continuation_through_each_provider_is_the_local_models_own(engine, upstream):
-    """Greedy: one chunk through each provider == the in-process sampler's chunk, tokens included."""
+    """Greedy: one chunk through each provider == the in-process sampler's chunk, tokens included.
+
+    The completions provider sends the raw prompt; the chat providers send it as a user message,
+    which the server renders with gemma-local's chat template (the transcript): each is compared
+    with the local sampler's chunk for the same kind of prompt."""
     upstream.take()
-    want = (await local(engine).sample(SampleRequest(PROMPT, [Continuation(" it was", 6)], temperature=0.0))).chunks[0]
-    assert want.text and want.completion_tokens == 6
+    as_chat = Prompt.chat([{"role": "user", "content": PROMPT.text}])
+    want = {kind: (await local(engine).sample(SampleRequest(p, [Continuation(" it was", 6)], temperature=0.0))
+                   ).chunks[0] for kind, p in (("raw", PROMPT), ("chat", as_chat))}
+    assert want["raw"].text and want["raw"].completion_tokens == 6 and want["chat"].text
     for mode in ("completions", "chat-continue", "anthropic"):
         s = remote(upstream, mode)
         got = await s.sample(SampleRequest(PROMPT, [Continuation(" it was", 6)], temperature=0.0))
         await s.aclose()
         assert got.calls == 1 and got.exact
-        assert got.chunks[0] == want, mode  # text, finish, completion and prompt tokens
+        assert got.chunks[0] == want["raw" if mode == "completions" else "chat"], mode  # text, finish, tokens
     ex = upstream.take()
     assert [e.status for e in ex] == [200, 200, 200]
     comp, cont, ant = (e.body for e in ex)
@@ -69,10 +75,11 @@ async def test_continuation_through_each_provider_is_the_local_models_own(engine
 async def test_seeded_draws_line_up_through_the_server(engine, upstream):
     """Two draws of one prefix: one call with n=2 and seed s; the server samples them with s * stride."""
     prefix = " the acting"
-    want = await local(engine).sample(
-        SampleRequest(PROMPT, [Continuation(prefix, 6)] * 2, temperature=0.9, seed=5 * SEED_STRIDE))
     upstream.take()
-    for mode in ("completions", "chat-continue"):
+    for mode, prompt in (("completions", PROMPT), ("chat-continue", Prompt.chat([{"role": "user",
+                                                                                  "content": PROMPT.text}]))):
+        want = await local(engine).sample(  # the server renders a chat with gemma-local's transcript template
+            SampleRequest(prompt, [Continuation(prefix, 6)] * 2, temperature=0.9, seed=5 * SEED_STRIDE))
         s = remote(upstream, mode)
         got = await s.sample(SampleRequest(PROMPT, [Continuation(prefix, 6)] * 2, temperature=0.9, seed=5))
         await s.aclose()
@@ -294,6 +301,11 @@ async def test_engine_runs_every_remote_route_end_to_end(proxy, upstream):
             probe, *calls = calls
             assert probe.body["temperature"] == 0 and probe.body["messages"][-1]["content"].endswith("19, 2")
             assert probe.response["choices"][0]["message"]["content"].startswith("0")  # Gemma continues it
+        if route == "r-anthropic":  # another vendor's endpoint (a base_url): the prefill probe, once
+            probe, *calls = calls
+            assert probe.body["messages"][-1] == {"role": "assistant",
+                                                  "content": "11, 12, 13, 14, 15, 16, 17, 18, 19, 2"}
+            assert probe.response["content"][0]["text"].startswith("0")
         assert result.mode == mode, route
         assert result.best.text and result.upstream_calls == len(calls) > 0
         assert all(e.status == 200 for e in calls)

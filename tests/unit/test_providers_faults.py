@@ -457,3 +457,18 @@ async def test_search_survives_a_prefill_refusal_found_mid_search(fake):
     assert (change.before, change.after) == ("cbs", "bon-approx") and "round 1" in change.reason
     assert change.reason in result.notes
     assert result.best.text == " more"  # a whole fresh answer, not "prefix + answer"
+
+
+async def test_usage_of_n_choices_credits_a_cut_choice_exactly_its_limit():
+    """A choice cut by max_tokens wrote exactly max_tokens; the rest of the API's total goes to the ones
+    that stopped (a split in proportion to tiktoken counts could give a cut one more than its limit)."""
+    from w2s.providers import tokens
+    from w2s.providers.openai_draws import Call, Drawn, completion_counts
+
+    enc = await tokens.load_encoding("cl100k_base")
+    drawn = Drawn([" a b c d e", " f g h i j", " q", " w e r t"], ["length", "length", "stop", "stop"], 10, 53)
+    got = completion_counts(drawn, Call([0, 1, 2, 3], "", 15, None), enc)
+    assert got[:2] == [15, 15] and sum(got) == 53 and got[2] < got[3]
+    # A server whose total cannot cover the cut ones (it counts otherwise): split, still summing to it.
+    short = Drawn([" a", " b"], ["length", "stop"], 10, 12)
+    assert sum(completion_counts(short, Call([0, 1], "", 15, None), enc)) == 12
