@@ -294,7 +294,8 @@ def plot(d: Data) -> None:
             mu, se = s[j]
             marker = "s" if m in REUSED else ("*" if "+" in m else "o")
             ax.errorbar(s["upstream_tokens"], mu, yerr=se, fmt=marker, ms=9 if marker == "*" else 6, capsize=3)
-            ax.annotate(label(m).replace(" (reused)", ""), (s["upstream_tokens"], mu), fontsize=7,
+            n = f" ({s['n']} openings)" if s["n"] < len(d.indices) else ""
+            ax.annotate(label(m).replace(" (reused)", "") + n, (s["upstream_tokens"], mu), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("upstream completion tokens per answer")
