@@ -7,6 +7,7 @@ that belongs to another provider or mode says whose it is.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Union
@@ -151,9 +152,16 @@ def _tagged(tp: Any) -> dict[str, Any]:
 
 
 def _strip(tp: Any) -> Any:
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
-    return tp
+    """The type under Annotated[...] and Optional[...] wrappers (a union of several stays a union)."""
+    while True:
+        if typing.get_origin(tp) is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) in (Union, types.UnionType) and type(None) in args and len(args) == 2:
+            tp = next(a for a in args if a is not type(None))
+            continue
+        return tp
 
 
 def _is_discriminated(tp: Any) -> bool:

@@ -94,6 +94,8 @@ def test_a_key_of_another_openai_mode_is_an_error_naming_that_mode():
     (base(ui={"recent_searches": -1}), "ui.recent_searches: must be 0 or more"),
     (base(torch_threads=0), "torch_threads: must be 1 or more"),
     (base(path="elsewhere"), "path: unknown key"),
+    (base(upstreams={"u": {"provider": "openai", "model": "x", "prices": {"input": 1.0, "bogus": 2}}}),
+     "upstreams.u.prices.bogus: unknown key (known here: cache_write, cached_input, input, output)"),
 ])
 def test_bad_configs_name_the_place_and_what_is_allowed(data, want):
     assert error(data).startswith(want)
