@@ -207,12 +207,14 @@ async def test_cbs_over_each_provider(engine, upstream, mode):
                         text = text[len(parent) - len(parent.rstrip()):]
                     assert parent + text in kids
         if mode != "anthropic":
-            # Replay the last round's calls in process: same prefix, same seed -> same chunks.
+            # Replay the last round's calls in process: same prefix, same seed -> same chunks (a chat
+            # provider's prompt is a user message, which the server renders with the transcript template).
+            sent = PROMPT if mode == "completions" else Prompt.chat([{"role": "user", "content": PROMPT.text}])
             for e in per_round[-1]:
                 n, seed = e.body["n"], e.body["seed"]
                 assert seed == params.seed * SEED_STRIDE + len(result.rounds) - 1
                 again = await local(engine).sample(SampleRequest(
-                    PROMPT, [Continuation(sent_prefix(mode, e.body), e.body["max_tokens"])] * n,
+                    sent, [Continuation(sent_prefix(mode, e.body), e.body["max_tokens"])] * n,
                     temperature=params.temperature, seed=seed * SEED_STRIDE))
                 assert [c.text for c in again.chunks] == choices(mode, e)
 
