@@ -61,9 +61,20 @@ def resolve(engine: Engine, req: WireRequest, on_route: Callable[[str], None] | 
     """`on_route` hears the route's name as soon as it is known (the server labels its metrics with it)."""
     req.check_supported()
     trace = w2s_options.trace(req.w2s)
-    cost = w2s_options.cost(req.w2s) or bool(getattr(req, "stream", False))
+    cost = w2s_options.cost(req.w2s) or _stream_ends_with_data(req)
     route = engine.route_info(req.model)
     if on_route is not None:
         on_route(route.name)
     prompt = req.to_prompt()
     return Job(engine.plan_prompt(route, req.search_overrides(), prompt), prompt, trace, cost)
+
+
+def _stream_ends_with_data(req: WireRequest) -> bool:
+    """Whether a stream's last event carries the cost. Anthropic's and the Responses API's final events
+    carry data anyway; an OpenAI chat/completions stream ends with a chunk without choices only for a
+    client that asked for one (stream_options.include_usage), as OpenAI's own does: code that reads
+    `chunk.choices[0]` on every chunk must not break (w2s.cost: true asks for it too)."""
+    if not getattr(req, "stream", False):
+        return False
+    include_usage = getattr(req, "include_usage", None)  # OpenAI's request models only
+    return True if include_usage is None else bool(include_usage)

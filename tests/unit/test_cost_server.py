@@ -72,9 +72,14 @@ def test_unpriced_upstream_has_tokens_but_no_cost(server):
 
 def test_a_stream_says_what_it_cost_in_its_last_event(server):
     srv = server()
-    events = list(client(srv).chat.completions.create(model="r", messages=MSG, stream=True))
-    last = events[-1]
-    assert not last.choices and last.model_extra["w2s"]["cost"]["cost_usd"] > 0
+    # An OpenAI stream ends with a chunk without choices only for a client that asked for one
+    # (include_usage, as OpenAI's own stream, or w2s.cost): plain clients read choices[0] on every chunk.
+    plain = list(client(srv).chat.completions.create(model="r", messages=MSG, stream=True))
+    assert all(e.choices for e in plain)
+    for extra in ({"stream_options": {"include_usage": True}}, {"extra_body": {"w2s": {"cost": True}}}):
+        events = list(client(srv).chat.completions.create(model="r", messages=MSG, stream=True, **extra))
+        last = events[-1]
+        assert not last.choices and last.model_extra["w2s"]["cost"]["cost_usd"] > 0
     with anthropic.Anthropic(base_url=srv.base, api_key="unused", max_retries=0).messages.stream(
             model="r", max_tokens=6, messages=MSG) as s:
         kinds = [(e.type, getattr(e, "model_extra", None) or {}) for e in s]
