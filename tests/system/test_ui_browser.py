@@ -13,6 +13,7 @@ About a minute on 2 CPU cores, most of it the models' search.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -139,13 +140,16 @@ async def the_tree_is_the_apis_trace(page, server: LiveServer) -> dict:
     """The final tree, node for node: the trace the server kept of this search, and the trace the
     OpenAI API returns for the same seeded request. -> the kept trace."""
     search_id = await page.evaluate("document.getElementById('answer').dataset.searchId")
-    status, _, raw = http(f"{server.base}/ui/api/searches/{search_id}", headers={"x-api-key": TEST_KEY})
+    # Blocking clients run in a thread: the server answers on this test's own event loop.
+    status, _, raw = await asyncio.to_thread(http, f"{server.base}/ui/api/searches/{search_id}",
+                                             headers={"x-api-key": TEST_KEY})
     assert status == 200
     trace = json.loads(raw)
     drawn = await page.evaluate(NODES)
     same_nodes([dict(n) for n in drawn], trace)
-    api = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0).completions.create(
-        model=GUIDED, prompt=PROMPT, extra_body={"w2s": {**PARAMS, "trace": True}}).model_extra["w2s"]
+    sdk = openai.OpenAI(base_url=server.v1, api_key=TEST_KEY, max_retries=0)
+    api = (await asyncio.to_thread(sdk.completions.create, model=GUIDED, prompt=PROMPT,
+                                   extra_body={"w2s": {**PARAMS, "trace": True}})).model_extra["w2s"]
     assert api["params"] == trace["params"]
     same_nodes([dict(n) for n in drawn], api)
     answer = await page.evaluate("document.getElementById('answer-text').textContent")
