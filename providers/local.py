@@ -26,6 +26,7 @@ from w2s.proxy.core.modes import DrawMode
 from w2s.proxy.core.rendering import check_fits, render
 from w2s.proxy.core.types import Chunk, Prompt, SampleRequest, SampleResult
 from w2s.proxy.runtime.adapters import generate_kwargs
+from w2s.proxy.runtime.kvcompat import cache_kw
 from w2s.proxy.runtime.loading import LoadedModel, counting_tokenizer
 from w2s.proxy.runtime.pool import ModelPool
 
@@ -154,7 +155,7 @@ class LocalSampler:
         tok, eos_ids, in_len = m.tokenizer, _eos_ids(m), ids.shape[1]
         gen_kw = _generate_kwargs(m, batch, eos_ids, in_len, stops)
         if cache is not None:
-            gen_kw["cache"] = cache
+            gen_kw.update(cache_kw(cache))
         with torch.inference_mode():
             out = m.model.generate(input_ids=ids.to(m.device), attention_mask=mask.to(m.device),
                                    **gen_kw)  # (B, in_len + new)

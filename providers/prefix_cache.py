@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from w2s.proxy.runtime.adapters import per_row
+from w2s.proxy.runtime.kvcompat import cache_kw
 
 SHARE_MIN = 256  # shared prompt tokens from which the cache pays (and below which draws stay as recorded)
 PREFILL_CHUNK = 512  # tokens per prefill forward: attention is (chunk x T) per head, never (T x T)
@@ -63,7 +64,7 @@ def prefill(model, ids: list[int], adapter: str | None = None) -> Prefix:
         for s in range(0, len(ids), PREFILL_CHUNK):
             chunk = torch.tensor([ids[s: s + PREFILL_CHUNK]], device=model.device)  # (1, C)
             pos = torch.arange(s, s + chunk.shape[1], device=model.device)[None]  # (1, C)
-            decoder(input_ids=chunk, position_ids=pos, cache=cache, use_cache=True)
+            decoder(input_ids=chunk, position_ids=pos, use_cache=True, **cache_kw(cache))
     return Prefix(tuple(ids), cache)
 
 

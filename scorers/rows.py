@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from w2s.proxy.runtime.adapters import per_row
+from w2s.proxy.runtime.kvcompat import cache_kw, out_cache
 
 LOGIT_SLICE = 1024  # positions per lm_head slice: never materialise (B, N, V) logits
 PREFILL_CHUNK = 512  # a prompt's tokens per forward: attention is (chunk x T) per head, never (T x T)
@@ -100,12 +101,12 @@ def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),
             position_ids=pos.to(device),
-            cache=cache,
             use_cache=keep,
+            **cache_kw(cache),
         )
     hidden = out.last_hidden_state  # (B, N, E)
     new_lp = _target_logps(model, hidden, _targets(rows, N).to(device))  # (B, N) float32, cpu
-    new_cache = out.cache if keep else None
+    new_cache = out_cache(out) if keep else None
     return [_row_result(r, b, new_lp, new_cache, P) for b, r in enumerate(rows)]
 
 
@@ -121,7 +122,7 @@ def prefill_entry(model, ids: list[int], adapter: str | None = None) -> PastEntr
         for s in range(0, len(ids), PREFILL_CHUNK):
             chunk = torch.tensor([ids[s: s + PREFILL_CHUNK]], device=model.device)  # (1, C)
             pos = torch.arange(s, s + chunk.shape[1], device=model.device)[None]  # (1, C)
-            decoder(input_ids=chunk, position_ids=pos, cache=cache, use_cache=True)
+            decoder(input_ids=chunk, position_ids=pos, use_cache=True, **cache_kw(cache))
     kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]  # per layer (H, T, D)
     return PastEntry(tuple(ids), kv, torch.zeros(len(ids), dtype=torch.float64))
 
