@@ -105,13 +105,20 @@ async def search_part(args) -> None:
     await engine.start()
     source = f"bench/cost_frontier.py, commit {gp.commit()}"
     try:
-        for i, method in todo:
-            rec = await search_one(engine, i, method)
-            gp.append(ANSWERS, rec | {"source": source})
-            print(f"w2s bench: opening {i} {method}: {rec['seconds']:.0f} s, {rec['upstream_tokens']} tokens",
-                  file=sys.stderr, flush=True)
+        await asyncio.gather(*(_searcher(engine, todo, source, args.concurrency) for _ in range(args.concurrency)))
     finally:
         await engine.aclose()
+
+
+async def _searcher(engine, todo: list[tuple[int, str]], source: str, concurrency: int) -> None:
+    """Takes the next (opening, method) until none is left: concurrent searches share the engine's merged
+    generate calls and scorer passes (seeded per request: the same answers as one at a time)."""
+    while todo:
+        i, method = todo.pop(0)
+        rec = await search_one(engine, i, method)
+        gp.append(ANSWERS, rec | {"source": source, "concurrency": concurrency})
+        print(f"w2s bench: opening {i} {method}: {rec['seconds']:.0f} s, {rec['upstream_tokens']} tokens",
+              file=sys.stderr, flush=True)
 
 
 def stage_search(args) -> None:
@@ -121,7 +128,8 @@ def stage_search(args) -> None:
     workers = [Child(f"{EXPERIMENT} part {p}", bench_cmd(EXPERIMENT, "search", "--openings", args.openings,
                                                          "--workers", str(args.workers), "--part", str(p),
                                                          "--threads", str(args.threads), "--methods", args.methods,
-                                                         "--order", args.order))
+                                                         "--order", args.order,
+                                                         "--concurrency", str(args.concurrency)))
                for p in range(args.workers)]
     try:
         asyncio.run(wait_all(workers))
@@ -341,6 +349,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("stage", choices=["search", "report"])
     ap.add_argument("--openings", default="0-59")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=1,
+                    help="searches at once in each worker (wall seconds per answer then overlap)")
     ap.add_argument("--part", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default=",".join(NEW), help="comma-separated, in order")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -85,7 +86,11 @@ async def timed_search(engine, prompt) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-async def child(tokens: int, threads: int) -> dict:
+async def child(tokens: int, threads: int, reps: int = 1) -> dict:
+    """Short and long searches alternated `reps` times (so a drift in the machine's load falls on both), each
+    long one cold: the upstream's prompt cache is emptied first, as for a new prompt. Medians; peak RSS of
+    the first long search."""
+    from w2s.providers.prefix_cache import PrefixCache
     from w2s.proxy.core.config import load_config
     from w2s.proxy.engine import Engine
 
@@ -95,13 +100,22 @@ async def child(tokens: int, threads: int) -> dict:
     try:
         short, short_tokens = await prompt_of(engine, 64)
         await timed_search(engine, short)  # warm-up: one-off buffers and caches out of the way
-        t_short, _ = await timed_search(engine, short)
         prompt, got = await prompt_of(engine, tokens)
-        with PeakRSS() as rss:
-            t_long, result = await timed_search(engine, prompt)
-        return {"tokens": got, "short_tokens": short_tokens, "search_s": t_long, "search_short_s": t_short,
-                "peak_mb": rss.peak / 1e6, "base_mb": rss.base / 1e6, "notes": result.notes,
-                **await forwards(engine, prompt)}
+        shorts, longs, peak = [], [], None
+        for _ in range(reps):
+            shorts.append((await timed_search(engine, short))[0])
+            engine.samplers["gemma-local"].prefixes = PrefixCache()  # cold: a new prompt's prefill is timed
+            with PeakRSS() as rss:
+                t_long, result = await timed_search(engine, prompt)
+            longs.append(t_long)
+            peak = peak or rss
+        fwd = [await forwards(engine, prompt) for _ in range(reps)]
+        return {"tokens": got, "short_tokens": short_tokens, "reps": reps, "search_s": statistics.median(longs),
+                "search_short_s": statistics.median(shorts), "searches_s": longs, "short_searches_s": shorts,
+                "peak_mb": peak.peak / 1e6, "base_mb": peak.base / 1e6, "notes": result.notes,
+                "fwd_up_s": statistics.median(f["fwd_up_s"] for f in fwd),
+                "fwd_guide_s": [statistics.median(f["fwd_guide_s"][i] for f in fwd) for i in range(2)],
+                "guide_tokens": fwd[0]["guide_tokens"]}
     finally:
         await engine.aclose()
 
@@ -119,18 +133,25 @@ async def forwards(engine, prompt) -> dict:
 
 async def run(args):
     if args.child:
-        print(json.dumps(await child(args.child, args.threads)))
+        print(json.dumps(await child(args.child, args.threads, args.reps)))
         sys.exit(0)
     lengths = [512, 1024] if args.quick else [int(x) for x in args.lengths.split(",")]
     rows = []
     for n in lengths:
-        done = subprocess.run(bench_cmd("long_prompt", "--child", str(n), "--threads", str(args.threads)),
+        done = subprocess.run(bench_cmd("long_prompt", "--child", str(n), "--threads", str(args.threads),
+                                        "--reps", str(args.reps)),
                               cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"child for {n} tokens failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{n}: {rows[-1]}", file=sys.stderr)
     return (rows,)
+
+
+def reps_note(rows) -> str:
+    n = rows[0].get("reps", 1)
+    return "" if n == 1 else (f"; {n} short and {n} long searches alternated (each long one with the upstream's "
+                              f"prompt cache emptied) and {n} raw forwards each, medians")
 
 
 def report(rows, args, elapsed) -> str:
@@ -148,7 +169,7 @@ def report(rows, args, elapsed) -> str:
 
 `bench/long_prompt.py{' --quick' if args.quick else ''}`: the embedded default (Gemma 3 270M upstream, SmolLM2 prompted
 pair), one CBS search on `{ROUTE}` (w=2, k=2, l=10, max_tokens 48, seed 0) per prompt length, each length in a
-fresh process. *added* = search at T minus the same search on a {rows[0]['short_tokens']}-token message; *raw
+fresh process{reps_note(rows)}. *added* = search at T minus the same search on a {rows[0]['short_tokens']}-token message; *raw
 forwards* = one decoder forward of the prompt by Gemma, and by SmolLM2 for each side's own rendered prompt (2
 sides). Goals: peak RSS linear in T; added / raw forwards <= 1.5.
 
@@ -162,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", default="1024,2048,4096,7168", help="prompt lengths in Gemma tokens")
     ap.add_argument("--quick", action="store_true", help="512 and 1024 tokens")
+    ap.add_argument("--reps", type=int, default=1,
+                    help="short/long search pairs per length, alternated, medians (each long search cold)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out")
     threads_arg(ap)
