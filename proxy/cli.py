@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_parser(sub) -> None:
-    t = sub.add_parser("train-guide", help="train a guide pair (a LoRA adapter, DPO) from preference pairs")
+    t = sub.add_parser("train-guide", help="train a guide from preference pairs: a pair (LoRA, DPO) or a reward model")
     t.add_argument("prefs", help="JSONL: {prompt, chosen, rejected}, plain strings or chat messages")
     t.add_argument("--model", required=True, help="the small model to tune: a models: name (the untuned side)")
     t.add_argument("--out", required=True, help="run directory: adapter, checkpoints, guide.yaml (rerun to resume)")
@@ -120,6 +120,8 @@ def _train_parser(sub) -> None:
     t.add_argument("--system", help="the guide's system prompt (as guides.<g>.<side>.system); default: the prompt's")
     t.add_argument("--template", help="the guide's prompt template (as guides.<g>.<side>.template)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--kind", choices=("dpo", "reward-model"), default="dpo",
+                   help="dpo: a guide pair (default); reward-model: a LoRA + scalar head (TRL's RewardTrainer)")
     t.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file (as the global --config)")
 
 

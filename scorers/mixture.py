@@ -1,13 +1,16 @@
-"""A mixture guide: a weighted sum of pair guides, score = sum(weight_p * score_p).
+"""A mixture guide: a weighted sum of pair and reward-model guides, score = sum(weight_p * score_p).
 
-Each part scores exactly as its pair alone does (its own sides, templates, systems and
+Each part scores exactly as it does alone (its own sides, templates, systems and
 beta); the mixture only pools the work. The parts' sides are de-duplicated: two pairs
 whose untuned side is the same model with the same template and system (both trained
 pairs on SmolLM2: adapter on / adapter off) share that side's rows, computed once per
 candidate. Every side's rows then go to the micro-batcher in one submission per set of
 weights (scorers/pair.py PairSession.side_sums), so all parts on one base run in one
 forward pass, each adapter's rows and the shared `__base__` rows mixed with PEFT's
-adapter_names (proxy/runtime/adapters.py). Parts on different bases batch per base.
+adapter_names (proxy/runtime/adapters.py). A reward-model part is one more side (its
+value is the reward, scorers/reward.py): a trained reward model's LoRA is one more
+adapter on the same base, so its rows join that pass too. Parts on different bases
+batch per base.
 
 The weights are the config's, or a request's (`"w2s": {"guide_weights": {...}}`, checked by
 proxy/core/guide_weights.py before the search). Each candidate's part scores are kept for
@@ -17,11 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from w2s.proxy.core.config import GuideMixtureConfig
+from w2s.proxy.core.config import GuideMixtureConfig, GuidePairConfig
 from w2s.proxy.core.types import Prompt, ScoreItem
 from w2s.proxy.runtime.pool import ModelPool
 from w2s.scorers.batcher import RowBatcher
 from w2s.scorers.pair import GuidePair, PairSession, _Side
+from w2s.scorers.reward import GuideRewardModel
 
 
 @dataclass
@@ -36,11 +40,13 @@ class _Union:
 
 def _side_key(side: _Side) -> tuple:
     """Sides with one key tokenize and score identically: one row serves both."""
-    return side.cfg.model, side.cfg.template, side.cfg.system
+    head = getattr(side, "head", None)  # a reward model's: its rows are another side's even on one model
+    return side.cfg.model, side.cfg.template, side.cfg.system, None if head is None else id(head)
 
 
-def union_sides(pairs: list[GuidePair]) -> tuple[list[_Side], list[tuple[int, int]]]:
-    """(the distinct sides of all pairs, per pair the indices of its (tuned, untuned) among them)."""
+def union_sides(pairs: list) -> tuple[list[_Side], list[tuple[int, ...]]]:
+    """(the distinct sides of all parts, per part the indices of its sides among them: a pair's
+    (tuned, untuned), a reward model's (reward,))."""
     sides: list[_Side] = []
     where: dict[tuple, int] = {}
     index = []
@@ -52,7 +58,7 @@ def union_sides(pairs: list[GuidePair]) -> tuple[list[_Side], list[tuple[int, in
                 where[k] = len(sides)
                 sides.append(side)
             ids.append(where[k])
-        index.append((ids[0], ids[1]))
+        index.append(tuple(ids))
     return sides, index
 
 
@@ -62,9 +68,10 @@ class GuideMixture:
         self.cfg = cfg
         self.pool = pool
         self.batcher = batcher
-        self.parts = {p: GuidePair(p, pair_cfg, pool, batcher) for p, pair_cfg in cfg.pairs.items()}
+        self.parts = {p: (GuidePair if isinstance(c, GuidePairConfig) else GuideRewardModel)(p, c, pool, batcher)
+                      for p, c in cfg.pairs.items()}
         self._sides: list[_Side] = []
-        self._index: list[tuple[int, int]] = []
+        self._index: list[tuple[int, ...]] = []
 
     @property
     def model_names(self) -> set[str]:
@@ -113,8 +120,8 @@ class MixtureSession:
         sums = await self._inner.side_sums(items)  # per distinct side: (len(items),)
         out = []
         for ri, it in enumerate(items):
-            parts = {name: part.cfg.beta * (sums[t][ri] - sums[u][ri])
-                     for (name, part), (t, u) in zip(self.mix.parts.items(), self.mix._index)}
+            parts = {name: part.combine([sums[si][ri] for si in where])
+                     for (name, part), where in zip(self.mix.parts.items(), self.mix._index)}
             self._parts[(it.text, it.finished)] = parts
             out.append(sum(self.weights[name] * s for name, s in parts.items()))
         return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from w2s.proxy.core.config import GuidePairConfig, GuideSide
 from w2s.proxy.core.rendering import ResponseEncoder
@@ -28,6 +29,9 @@ class _Side:
     cfg: GuideSide
     model: LoadedModel
     reuse: bool  # KV reuse possible for this model
+    # A reward model's scalar head (scorers/reward.py): this side's value per item is the reward,
+    # not a log-prob sum. Its rows still share the pass with the other sides on its base.
+    head: Any = None
 
     def encoder(self, prompt: Prompt) -> ResponseEncoder:
         m = self.model
@@ -49,6 +53,10 @@ class GuidePair:
 
     async def start(self) -> None:
         self.bind()
+
+    def combine(self, values: list[float]) -> float:
+        """The part score from this guide's sides' values (tuned, untuned log-prob sums)."""
+        return self.cfg.beta * (values[0] - values[1])
 
     def bind(self) -> None:
         """Attach the loaded models (after ModelPool has loaded them)."""
@@ -106,12 +114,12 @@ class PairSession:
         if not items:
             return []
         tuned, untuned = await self.side_sums(items)
-        beta = self.pair.cfg.beta
-        return [beta * (t - u) for t, u in zip(tuned, untuned)]
+        return [self.pair.combine([t, u]) for t, u in zip(tuned, untuned)]
 
     async def side_sums(self, items: list[ScoreItem]) -> list[list[float]]:
-        """Per side, each item's response log-prob sum: every side's rows in one submission per set of
-        weights. The sides are `pair.sides` (a mixture passes the union of its parts' sides)."""
+        """Per side, each item's response log-prob sum (a reward-model side: its reward): every side's rows
+        in one submission per set of weights. The sides are `pair.sides` (a mixture passes the union of
+        its parts' sides)."""
         pair = self.pair
         all_ids = self._all_ids(items)
         await self._ensure_prompt_cache()
@@ -121,11 +129,13 @@ class PairSession:
             for ri, it in enumerate(items):
                 ids, starts[si, ri] = all_ids[si, ri]
                 past, reuse = plan_reuse(ids, self._entries[si]) if side.reuse else (None, 0)
-                rows[si, ri] = Row(ids, past, reuse, keep=side.reuse and not it.finished, adapter=side.model.adapter)
+                rows[si, ri] = Row(ids, past, reuse, keep=side.reuse and not it.finished, adapter=side.model.adapter,
+                                   head=side.head)
         results = await self._run(rows)
         sums = []
-        for si in range(len(pair.sides)):
-            sums.append([float(results[si, ri].logps[starts[si, ri]:].sum()) for ri in range(len(items))])
+        for si, side in enumerate(pair.sides):
+            sums.append([results[si, ri].reward if side.head is not None
+                         else float(results[si, ri].logps[starts[si, ri]:].sum()) for ri in range(len(items))])
             if pair.sides[si].reuse:
                 # Keep this round's prefixes (next round extends the kept ones) and the prompt.
                 fresh = [results[si, ri].entry for ri in range(len(items)) if results[si, ri].entry is not None]

