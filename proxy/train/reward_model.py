@@ -70,8 +70,8 @@ def train_reward(model: Any, tokenizer: Any, train_rows: list[dict], eval_rows: 
 
     last = last_checkpoint(out)
     keep = ["chosen_ids", "rejected_ids"]
-    args = RewardConfig(**trainer_args(s, out / "checkpoints", cpu), pad_token=pad_for(train_rows + eval_rows, tokenizer),
-                        disable_dropout=True, remove_unused_columns=True)
+    tokenizer.pad_token = pad_for(train_rows + eval_rows, tokenizer)  # the trainer sets the model's pad id from it
+    args = RewardConfig(**trainer_args(s, out / "checkpoints", cpu), disable_dropout=True, remove_unused_columns=True)
     trainer = GuideRewardTrainer(
         model=model, args=args, processing_class=tokenizer,
         train_dataset=Dataset.from_list([{k: r[k] for k in keep} for r in train_rows]),
@@ -97,7 +97,7 @@ def save_for_guide(model: Any, out: Path) -> None:
     save_file(lora, str(where / "adapter_model.safetensors"))
     cfg_path = where / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg.update(task_type="CAUSAL_LM", modules_to_save=None)
+    cfg.update(task_type="CAUSAL_LM", modules_to_save=None, exclude_modules=None)
     cfg_path.write_text(json.dumps(cfg, indent=2))
 
 

@@ -60,7 +60,7 @@ async def guides(trained):
 
 def _reference(trained: Path):
     """base + LoRA + head as a stock sequence-classification model: what the guide must equal."""
-    from peft import PeftModel
+    from peft import LoraConfig, PeftModel
     from safetensors.torch import load_file
     from transformers import AutoModelForSequenceClassification
 
@@ -70,7 +70,9 @@ def _reference(trained: Path):
     model = AutoModelForSequenceClassification.from_pretrained(str(where), num_labels=1, dtype="float32")
     model.score.weight.data.copy_(load_file(str(trained / "head.safetensors"))["score.weight"])
     model.config.pad_token_id = None  # one unpadded row: the last token, even when it is the EOS
-    return PeftModel.from_pretrained(model, str(trained / "adapter")).eval()
+    lora = LoraConfig.from_pretrained(str(trained / "adapter"))
+    lora.task_type = None  # the saved one is a causal-LM adapter (for the pool's base): a plain PeftModel here
+    return PeftModel.from_pretrained(model, str(trained / "adapter"), config=lora).eval()
 
 
 async def _score(guide, prompt: Prompt, rounds: list[list[ScoreItem]]) -> list[list[float]]:
