@@ -127,3 +127,34 @@ async def test_as_a_mixture_part_it_scores_as_alone_in_the_pairs_forward_pass(gu
         assert (st.batches - b0, st.rows - r0) == (1, 3 * len(more))
     finally:
         session.close()
+
+
+async def test_a_sequence_classification_directory_is_a_guide_as_it_is(tmp_path):
+    """Any one-label AutoModelForSequenceClassification checkpoint: `source:` its directory, no `head:`."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from w2s.proxy.runtime.loading import converted, resolve_source
+
+    where = converted(*resolve_source(BASE["source"]))
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(where), num_labels=1, dtype="float32")
+    model.save_pretrained(str(tmp_path))
+    AutoTokenizer.from_pretrained(str(where)).save_pretrained(str(tmp_path))
+    cfg = parse_config({"models": {"rm": {**BASE, "source": str(tmp_path)}},
+                        "guides": {"rm": {"kind": "reward_model", "model": "rm"}}}, "test_reward_model")
+    pool = ModelPool(cfg.models, frozenset(cfg.models), threads=1)
+    batcher = RowBatcher(pool, ScorerConfig())
+    batcher.start()
+    try:
+        (got,) = await _score(GuideRewardModel("rm", cfg.guides["rm"], pool, batcher), PROMPTS[1], [ITEMS])
+        m = pool.get("rm")
+        enc = ResponseEncoder(PROMPTS[1], m.tokenizer, m.eos_id)
+        model.config.pad_token_id = None
+        with torch.no_grad():
+            want = [float(model(input_ids=torch.tensor([enc.ids(it.text, it.finished)[0]])).logits[0, 0])
+                    for it in ITEMS]
+        assert got == pytest.approx(want, abs=1e-4)
+    finally:
+        await batcher.aclose()
+        pool.close()
