@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import PrinterCallback, ProgressCallback
+from transformers import PrinterCallback, ProgressCallback, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint
 
 from w2s.proxy.train.settings import DPOOutcome, DPOSettings, EvalPoint
@@ -101,6 +102,10 @@ def last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
 
 
+def _step(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
 def run(trainer: Any, keys: Metrics, last: str | None, callbacks: list | None = None) -> tuple[Any, DPOOutcome]:
     """Train (resuming from `last`); -> (the model with the best checkpoint loaded, the outcome)."""
     for default in (ProgressCallback, PrinterCallback):  # which one depends on the log level
@@ -108,11 +113,17 @@ def run(trainer: Any, keys: Metrics, last: str | None, callbacks: list | None = 
     trainer.add_callback(GuideProgress(keys))
     for cb in callbacks or []:
         trainer.add_callback(cb)
-    trainer.train(resume_from_checkpoint=last)
+    if last and _step(last) >= trainer.args.max_steps:
+        # Nothing left to train. The Trainer would resume into the epoch anyway and take one step more
+        # (transformers 5.25: it checks max_steps only after a step), changing a finished run's adapter.
+        trainer.state = TrainerState.load_from_json(str(Path(last) / TRAINER_STATE_NAME))
+        trainer._load_best_model()
+    else:
+        trainer.train(resume_from_checkpoint=last)
     history = [EvalPoint(int(h["step"]), h[keys.accuracy], h.get(keys.margin, float("nan")),
                          h.get("eval_loss", float("nan")))
                for h in trainer.state.log_history if keys.accuracy in h]
     best_step = trainer.state.best_global_step
     best = next((p for p in history if p.step == best_step), history[-1])
-    resumed = int(Path(last).name.split("-")[-1]) if last else None
+    resumed = _step(last) if last else None
     return trainer.model, DPOOutcome(best, history, resumed, trainer.state.global_step)
