@@ -18,6 +18,7 @@ Pure torch + transformers; runs in the model worker thread.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,7 @@ def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
     P = max(r.reuse for r in rows)
     N = max(r.new_tokens for r in rows)
     input_ids, mask, pos = _inputs(rows, pad_id, P, N)
-    cache = _stitched_cache(rows, P, device) if P > 0 else None
+    cache = _stitched_cache(rows, P, N, device) if P > 0 else None
     keep = any(r.keep for r in rows)
     with per_row(model, [r.adapter for r in rows]):
         out = model.get_decoder()(
@@ -151,8 +152,8 @@ def _inputs(rows: list[Row], pad_id: int, P: int, N: int):
     return input_ids, mask, pos
 
 
-def _stitched_cache(rows: list[Row], P: int, device):
-    """Each row's reused keys/values, left-padded to P, as one cache."""
+def _stitched_cache(rows: list[Row], P: int, N: int, device):
+    """Each row's reused keys/values, left-padded to P, as one cache with room for the N new tokens."""
     from transformers import DynamicCache
 
     B = len(rows)
@@ -160,14 +161,45 @@ def _stitched_cache(rows: list[Row], P: int, device):
     ref = next(r.past for r in rows if r.past is not None).kv
     for li, (k0, v0) in enumerate(ref):
         H, _, D = k0.shape
-        k = torch.zeros((B, H, P, D), dtype=k0.dtype, device=device)  # (B, H, P, D)
-        v = torch.zeros((B, H, P, D), dtype=v0.dtype, device=device)
+        # Filled row by row: only each row's left padding is zeroed (masked, but must be finite), not the whole
+        # buffer, which for a long prompt is most of the bytes a round moves.
+        k = torch.empty((B, H, P + N, D), dtype=k0.dtype, device=device)  # (B, H, P+N, D)
+        v = torch.empty((B, H, P + N, D), dtype=v0.dtype, device=device)
         for b, r in enumerate(rows):
+            k[b, :, : P - r.reuse] = 0
+            v[b, :, : P - r.reuse] = 0
             if r.reuse:
-                k[b, :, P - r.reuse:] = r.past.kv[li][0][:, : r.reuse]
-                v[b, :, P - r.reuse:] = r.past.kv[li][1][:, : r.reuse]
+                k[b, :, P - r.reuse: P] = r.past.kv[li][0][:, : r.reuse]
+                v[b, :, P - r.reuse: P] = r.past.kv[li][1][:, : r.reuse]
         layers.append((k, v))
-    return DynamicCache(ddp_cache_data=layers)
+    cache = DynamicCache(ddp_cache_data=[(k[:, :, :P], v[:, :, :P]) for k, v in layers])
+    cache.layers = [_in_place_layer_class()(k, v, P) for k, v in layers]
+    return cache
+
+
+@functools.cache
+def _in_place_layer_class():
+    """A cache layer over (B, H, P+N, D) buffers whose first P positions are filled: `update` writes the pass's
+    new keys/values in place and returns views. transformers' DynamicLayer concatenates instead, which copies
+    the whole stitched past of every row once more per layer per pass (the largest share of a long prompt's
+    round). A DynamicLayer subclass, so the cache's mask and length queries treat it as attention."""
+    from transformers.cache_utils import DynamicLayer
+
+    class InPlaceLayer(DynamicLayer):
+        def __init__(self, k: torch.Tensor, v: torch.Tensor, P: int):  # no super().__init__: it resets keys
+            self._k, self._v, self._n = k, v, P
+            self.is_initialized, self.device = True, k.device
+            self.keys, self.values = k[:, :, :P], v[:, :, :P]  # (B, H, P, D) views
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+            n = key_states.shape[-2]  # key_states (B, H, n, D)
+            self._k[:, :, self._n: self._n + n] = key_states
+            self._v[:, :, self._n: self._n + n] = value_states
+            self._n += n
+            self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+            return self.keys, self.values
+
+    return InPlaceLayer
 
 
 def _targets(rows: list[Row], N: int) -> torch.Tensor:
@@ -187,12 +219,11 @@ def _row_result(r: Row, b: int, new_lp: torch.Tensor, new_cache, P: int, reward:
     lp[r.reuse + 1:] = new_lp[b, : T - r.reuse - 1].double()
     if not r.keep:
         return RowResult(lp, None, reward)
-    kv = []
-    for layer in new_cache.layers:
-        ks, vs = layer.keys[b], layer.values[b]  # (H, P+N, D)
-        k = torch.cat([ks[:, P - r.reuse: P], ks[:, P: P + r.new_tokens]], dim=1).clone()
-        v = torch.cat([vs[:, P - r.reuse: P], vs[:, P: P + r.new_tokens]], dim=1).clone()
-        kv.append((k, v))
+    # The row's reused part ends at P and its new tokens start there, so its keys/values are one slice: kept
+    # as a view, not copied (a copy per kept row per layer was the other large share of a long prompt's round).
+    # The view holds this pass's cache until the next round replaces the entries: the same bytes as the copies.
+    kv = [(layer.keys[b][:, P - r.reuse: P + r.new_tokens], layer.values[b][:, P - r.reuse: P + r.new_tokens])
+          for layer in new_cache.layers]  # per layer (H, reuse + new, D)
     return RowResult(lp, PastEntry(tuple(r.ids), kv, lp), reward)
 
 
