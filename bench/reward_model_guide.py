@@ -75,7 +75,7 @@ def stage_search(args) -> None:
         asyncio.run(gp.search_part(args, args.part, eval_config(args.run), ANSWERS, {"rm": ROUTE_RM},
                                    "bench/reward_model_guide.py"))
     else:
-        gp.spawn_search_workers("reward_model_guide", args)
+        gp.spawn_search_workers("reward_model_guide", args, "--concurrency", str(args.concurrency))
 
 
 # --- 3: scores ---------------------------------------------------------------------------------------
@@ -199,8 +199,11 @@ def report(args) -> str:
 
 
 def parser():
-    return gp.parser(__doc__, data="/tmp/w2s-reward-model-guide", run="rm1", max_steps=30, openings="0-59",
-                     stages=("train", "search", "score", "correlation", "report"))
+    ap = gp.parser(__doc__, data="/tmp/w2s-reward-model-guide", run="rm1", max_steps=30, openings="0-59",
+                   stages=("train", "search", "score", "correlation", "report"))
+    ap.add_argument("--concurrency", type=int, default=1, help="searches at once in each worker (seeded per "
+                    "request: the same answers as one at a time)")
+    return ap
 
 
 def main(argv: list[str] | None = None) -> None:

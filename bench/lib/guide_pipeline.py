@@ -210,12 +210,17 @@ async def search_part(args, part: int, config, answers: Path, routes: dict[str, 
             for m in ("bon16", "cbs4x4x5") if (i, m, g) not in done]
     engine = Engine(config)
     await engine.start()
-    sha = commit()
-    try:
-        for i, method, guide in todo:
+    src = f"{source}, run {args.run}, commit {commit()}"
+
+    async def searcher() -> None:  # concurrent searches share merged generate calls and scorer passes
+        while todo:
+            i, method, guide = todo.pop(0)
             rec, seconds = await search_one(engine, routes[guide], i, method)
-            append(answers, rec | {"guide": guide, "source": f"{source}, run {args.run}, commit {sha}"})
+            append(answers, rec | {"guide": guide, "source": src})
             print(f"w2s bench: opening {i} {method} {guide}: {seconds:.0f} s", file=sys.stderr)
+
+    try:
+        await asyncio.gather(*(searcher() for _ in range(getattr(args, "concurrency", 1))))
     finally:
         await engine.aclose()
 
