@@ -215,7 +215,7 @@ async def run(args) -> tuple[list[Phase], str, dict]:
 
     from openai import AsyncOpenAI
 
-    from w2s.proxy.core.config import load_config
+    from w2s.proxy.core.config_load import load_config
     from w2s.proxy.engine import Engine
     from w2s.proxy.server.app import create_app, start
 

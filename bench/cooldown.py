@@ -26,7 +26,7 @@ async def run(args):
     import aiohttp
 
     from bench.lib.testkit import FaultUpstream
-    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.core.config_load import parse_config
     from w2s.proxy.engine import Engine
     from w2s.proxy.server.app import create_app, start
 

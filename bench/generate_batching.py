@@ -87,7 +87,7 @@ async def run_phase(engine, sampler, merge: bool, clients: int, search: dict, ma
 
 
 async def run(args) -> tuple[dict, dict]:
-    from w2s.proxy.core.config import load_config
+    from w2s.proxy.core.config_load import load_config
     from w2s.proxy.core.types import Prompt
     from w2s.proxy.engine import Engine
 

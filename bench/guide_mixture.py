@@ -52,7 +52,7 @@ def config(extra_guides: dict | None = None):
     `extra_guides` ({name: section}) added as they are."""
     import yaml
 
-    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.core.config_load import parse_config
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     for name, store in (("sentiment", SENTIMENT), ("plain", PLAIN)):

@@ -352,7 +352,7 @@ def start_proxy(cfg_dict: dict, port: int, env: dict, threads: int) -> Child:
 
 
 async def measure_in_process(cfg_dict: dict, up_base: str, args):
-    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.core.config_load import parse_config
     from w2s.proxy.engine import Engine
 
     engine = Engine(parse_config(cfg_dict, "bench"))

@@ -91,7 +91,7 @@ async def child(tokens: int, threads: int, reps: int = 1) -> dict:
     long one cold: the upstream's prompt cache is emptied first, as for a new prompt. Medians; peak RSS of
     the first long search."""
     from w2s.providers.prefix_cache import PrefixCache
-    from w2s.proxy.core.config import load_config
+    from w2s.proxy.core.config_load import load_config
     from w2s.proxy.engine import Engine
 
     set_threads(threads)

@@ -56,7 +56,7 @@ async def replay(name: str, modes: dict, up: dict, messages: list[dict]) -> str:
     import openai
 
     from bench.lib.testkit import FaultUpstream
-    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.core.config_load import parse_config
     from w2s.proxy.server.app import create_app, start
 
     fake = await FaultUpstream(**modes).start()
@@ -85,7 +85,7 @@ def check(up: dict) -> tuple[int, str]:
 
 async def run(args):
     from bench.lib.testkit import FaultUpstream
-    from w2s.proxy.core.config import load_config
+    from w2s.proxy.core.config_load import load_config
     from w2s.proxy.server.app import create_app, start
 
     out: dict = {"replays": {}, "checks": {}}

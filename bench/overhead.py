@@ -233,7 +233,7 @@ async def model_sections(args, app, engine) -> list[Section]:
 async def run(args) -> tuple[list[Section], str]:
     set_threads(args.threads)
 
-    from w2s.proxy.core.config import load_config
+    from w2s.proxy.core.config_load import load_config
     from w2s.proxy.engine import Engine
     from w2s.proxy.server.app import create_app
 

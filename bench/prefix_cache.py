@@ -59,7 +59,7 @@ def prompt_of(tok, n: int, order: int) -> str:
 
 async def one_search(base: str, text: str, seed: int):
     from w2s.providers.registry import make_sampler
-    from w2s.proxy.core.config import upstream_config
+    from w2s.proxy.core.config_load import upstream_config
     from w2s.proxy.core.cost import Prices
     from w2s.proxy.core.search import search
     from w2s.proxy.core.types import Prompt, SearchParams

@@ -37,7 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from w2s.providers.anthropic import AnthropicSampler
 from w2s.providers.openai import OpenAISampler
-from w2s.proxy.core.config import parse_config, upstream_config
+from w2s.proxy.core.config_load import parse_config, upstream_config
 from w2s.proxy.core.search import search
 from w2s.proxy.core.types import Prompt, SearchParams, SearchResult
 

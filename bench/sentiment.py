@@ -81,7 +81,7 @@ class Run:
 
 
 def build_config(upstream_dtype: str, guide_dtype: str):
-    from w2s.proxy.core.config import load_config
+    from w2s.proxy.core.config_load import load_config
 
     cfg = load_config(ROOT / "config.yaml")
     up_model = cfg.upstreams[cfg.routes[ROUTE].upstream].model

@@ -63,7 +63,7 @@ def excerpt(trace: dict) -> str:
 async def run(args):
     import openai
 
-    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.core.config_load import parse_config
     from w2s.proxy.server.app import create_app, start
 
     cfg_dict = config(args.base, args.model_dir)

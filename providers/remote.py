@@ -15,7 +15,7 @@ from w2s.providers import tokens
 from w2s.providers.limits import Limiter
 from w2s.providers.retry import RetryPolicy, RetryStats, SDKErrors, call_with_retry
 from w2s.proxy.core import context
-from w2s.proxy.core.config import resolve_secret
+from w2s.proxy.core.config_load import resolve_secret
 from w2s.proxy.core.context import TokenCount
 from w2s.proxy.core.errors import ContextLengthExceeded
 from w2s.proxy.core.modes import DrawMode

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "view":  # needs no config: a file and the page
             return _view(args)
-        from w2s.proxy.core.config import load_config
+        from w2s.proxy.core.config_load import load_config
 
         cfg = load_config(args.config)
         if args.threads is not None:

@@ -19,7 +19,8 @@ from w2s.providers.generate_batcher import GenerateStats
 from w2s.providers.health import HealthGuard
 from w2s.providers.registry import make_sampler
 from w2s.proxy.core import context, guide_weights, limits
-from w2s.proxy.core.config import Config, RouteConfig, search_params_with
+from w2s.proxy.core.config import Config, RouteConfig
+from w2s.proxy.core.config_load import search_params_with
 from w2s.proxy.core.cost import Prices
 from w2s.proxy.core.errors import UnsupportedField
 from w2s.proxy.core.health import UpstreamHealth

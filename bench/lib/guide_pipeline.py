@@ -167,7 +167,7 @@ def guide_config(adapter_dir: Path, extra_guides: dict | None = None, extra_mode
     extra_models: more models: entries they use (a reward model's adapter on SmolLM2)."""
     import yaml
 
-    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.core.config_load import parse_config
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     adapter = str(adapter_dir.resolve())

@@ -3,7 +3,7 @@
     "w2s": {"w": 2, "k": 4, "l": 30, "max_tokens": 64, "trace": true}
 
 Every key but `trace` and `cost` overrides the route's SearchParams (unknown keys and bad
-values are a 400 from `proxy.core.config.search_params_with`); `trace: true` adds the
+values are a 400 from `proxy.core.config_load.search_params_with`); `trace: true` adds the
 whole search (every round's candidates and scores) to the response. SDKs send
 it with `extra_body={"w2s": {...}}`.
 

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, AsyncIterator
 from aiohttp import web
 
 from w2s.proxy.api.wire_errors import api_for_path
-from w2s.proxy.core.config import Config, resolve_secret
+from w2s.proxy.core.config import Config
+from w2s.proxy.core.config_load import resolve_secret
 from w2s.proxy.core.errors import AuthError, W2SError
 from w2s.proxy.server import handlers_anthropic, handlers_openai, handlers_responses
 from w2s.proxy.server.http_errors import as_w2s_error, error_response

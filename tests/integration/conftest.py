@@ -13,7 +13,7 @@ from aiohttp import web
 
 from tests.support.configs import session_config_dict, with_server
 from tests.support.live_upstream import KEY, KEY_ENV, Exchange, Upstream
-from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.server.app import create_app, start
 
 

@@ -28,7 +28,7 @@ import pytest
 from tests.support.configs import NEGATIVE, POSITIVE
 from tests.support.invariants import check_invariants
 from tests.support.live_upstream import KEY, KEY_ENV, PROMPT, Exchange, Upstream, choices, remote, sent_prefix, usage
-from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.search import search
 from w2s.proxy.core.types import Continuation, Prompt, SampleRequest, SearchParams
 from w2s.proxy.server.app import create_app, start

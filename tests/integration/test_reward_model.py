@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from w2s.proxy.core.config import GuideSide, ScorerConfig, parse_config
+from w2s.proxy.core.config import GuideSide, ScorerConfig
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.rendering import ResponseEncoder
 from w2s.proxy.core.types import Prompt, ScoreItem
 from w2s.proxy.runtime.pool import ModelPool

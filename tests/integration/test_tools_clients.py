@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from tests.support.scripted import ScriptedScorer
 from tests.support.tool_upstream import ToolUpstream
-from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.types import ScoreItem
 from w2s.proxy.engine import Engine
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from tests.support.servers import Loopback
 from w2s.providers.anthropic import AnthropicSampler
 from w2s.providers.openai import OpenAISampler
-from w2s.proxy.core.config import upstream_config
+from w2s.proxy.core.config_load import upstream_config
 from w2s.proxy.core.types import Prompt
 
 KEY_ENV = "W2S_LIVE_UPSTREAM_KEY"

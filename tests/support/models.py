@@ -19,7 +19,8 @@ import pytest
 
 from tests.support.configs import TEST_KEY, session_config_dict, with_server
 from tests.support.servers import LiveServer
-from w2s.proxy.core.config import Config, parse_config
+from w2s.proxy.core.config import Config
+from w2s.proxy.core.config_load import parse_config
 
 
 @pytest.fixture(scope="session")

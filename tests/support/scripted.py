@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from w2s.proxy.core.config import Config, parse_config
+from w2s.proxy.core.config import Config
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.errors import UpstreamError
 from w2s.proxy.core.types import Chunk, Prompt, SampleRequest, SampleResult, ScoreItem
 

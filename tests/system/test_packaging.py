@@ -36,7 +36,7 @@ for pkg in ("w2s.proxy", "w2s.providers", "w2s.scorers"):
     for info in pkgutil.walk_packages(root.__path__, pkg + "."):
         mods.append(importlib.import_module(info.name))
 outside = [m.__name__ for m in mods if venv not in Path(m.__file__).resolve().parents]
-from w2s.proxy.core.config import default_config_path, load_config
+from w2s.proxy.core.config_load import default_config_path, load_config
 cfg = load_config()
 from w2s.proxy.server.ui import asset_bytes
 from w2s.proxy.server.ui.routes import ASSETS

@@ -19,7 +19,8 @@ import yaml
 from tests.support.cli import ENV
 from tests.support.configs import make_config_dict
 from tests.support.helpers import hand_logprob
-from w2s.proxy.core.config import GuidePairConfig, GuideSide, parse_config
+from w2s.proxy.core.config import GuidePairConfig, GuideSide
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.types import Prompt, ScoreItem
 from w2s.proxy.train.dpo import PairCollator
 from w2s.proxy.train.encode import encode_pair

@@ -12,10 +12,8 @@ from w2s.proxy.core.config import (
     OpenAIChatContinue,
     OpenAIChatOnly,
     OpenAICompletions,
-    load_config,
-    parse_config,
-    upstream_config,
 )
+from w2s.proxy.core.config_load import load_config, parse_config, upstream_config
 from w2s.proxy.core.errors import ConfigError
 from w2s.proxy.core.modes import DrawMode, SearchMode, decide_mode
 from w2s.proxy.core.types import SearchParams

@@ -7,7 +7,7 @@ import yaml
 
 from tests.support.configs import REPO
 from w2s.providers.registry import make_sampler
-from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.config_load import parse_config
 
 
 async def test_config_yaml_remote_examples_parse_and_build(monkeypatch):

@@ -18,7 +18,7 @@ from w2s.providers.retry import RetryPolicy
 from w2s.proxy.batch.input import BatchItem
 from w2s.proxy.batch.local import EngineRunner
 from w2s.proxy.core import context
-from w2s.proxy.core.config import parse_config, upstream_config
+from w2s.proxy.core.config_load import parse_config, upstream_config
 from w2s.proxy.core.context import TokenCount
 from w2s.proxy.core.errors import ContextLengthExceeded
 from w2s.proxy.core.health import UpstreamHealth

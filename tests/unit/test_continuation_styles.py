@@ -18,7 +18,7 @@ from w2s.providers.continuation import PREFIX
 from w2s.providers.probes import check
 from w2s.providers.registry import make_sampler
 from w2s.proxy.api.protocol_openai import ChatCompletionRequest
-from w2s.proxy.core.config import parse_config, upstream_config
+from w2s.proxy.core.config_load import parse_config, upstream_config
 from w2s.proxy.core.errors import InvalidRequest
 from w2s.proxy.core.types import Chunk
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.fault_upstream import FaultUpstream
 from tests.support.scripted import ScriptedSampler, ScriptedScorer, scripted_engine
-from w2s.proxy.core.config import parse_config, upstream_config
+from w2s.proxy.core.config_load import parse_config, upstream_config
 from w2s.proxy.core.search import search
 from w2s.proxy.core.types import Prompt, SearchParams
 

@@ -54,7 +54,7 @@ def test_anthropic_cache_read_and_creation_are_shares_of_the_prompt():
 
 
 def priced_config(prices: dict | None, route_search: dict | None = None):
-    from w2s.proxy.core.config import parse_config
+    from w2s.proxy.core.config_load import parse_config
 
     up = {"provider": "local", "model": "m"} | ({"prices": prices} if prices else {})
     return parse_config({

@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.scripted import ScriptedSampler
 from w2s.proxy.api.trace import round_body
-from w2s.proxy.core.config import GuideMixtureConfig, parse_config
+from w2s.proxy.core.config import GuideMixtureConfig
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.errors import ConfigError, InvalidRequest
 from w2s.proxy.core.guide_weights import resolve
 from w2s.proxy.core.limits import Limits, RouteLimits

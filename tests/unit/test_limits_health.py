@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.fault_upstream import Fault, FaultUpstream
 from tests.support.scripted import ScriptedSampler, fake_config, scripted_engine
-from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.errors import ConfigError, UpstreamError, UpstreamRefused, UpstreamTimeout
 from w2s.proxy.core.health import UpstreamHealth
 

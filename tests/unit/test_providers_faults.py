@@ -20,7 +20,8 @@ from w2s.providers.openai_draws import cut_at_stops, split_stops
 from w2s.providers.registry import make_sampler
 from w2s.providers.retry import RetryPolicy, retry_after_seconds
 from w2s.providers.tokens import split_total
-from w2s.proxy.core.config import AnyUpstream, upstream_config
+from w2s.proxy.core.config import AnyUpstream
+from w2s.proxy.core.config_load import upstream_config
 from w2s.proxy.core.errors import InvalidRequest, UpstreamError, UpstreamRefused, UpstreamTimeout
 from w2s.proxy.core.types import Continuation, Prompt, SampleRequest
 

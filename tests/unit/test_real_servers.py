@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.fault_upstream import Fault, FaultUpstream
 from tests.support.scripted import ScriptedScorer
-from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.config_load import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = [{"role": "user", "content": "Count from 1 to 30, separated by commas."}]

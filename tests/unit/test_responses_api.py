@@ -9,7 +9,8 @@ import openai
 import pytest
 
 from tests.support.scripted import ScriptedSampler, ScriptedScorer, fake_config, scripted_engine
-from w2s.proxy.core.config import ResponsesConfig, parse_config
+from w2s.proxy.core.config import ResponsesConfig
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.errors import NotFound
 from w2s.proxy.server.response_store import ResponseStore
 

@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from tests.support.scripted import ScriptedSampler, ScriptedScorer, scripted_engine
-from w2s.proxy.core.config import parse_config
+from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.engine import Engine
 
 

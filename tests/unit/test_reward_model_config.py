@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from w2s.proxy.core.config import ConfigError, GuideRewardModelConfig, parse_config
+from w2s.proxy.core.config import GuideRewardModelConfig
+from w2s.proxy.core.config_load import parse_config
+from w2s.proxy.core.errors import ConfigError
 from w2s.proxy.runtime.heads import head_rewards
 from w2s.scorers.rows import Row
 

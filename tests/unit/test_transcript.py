@@ -10,7 +10,7 @@ from w2s.providers.chat_templates import load_chat_template
 from w2s.providers.generate_batcher import merge_key
 from w2s.providers.local import LocalSampler
 from w2s.proxy.core.chat_template import TRANSCRIPT
-from w2s.proxy.core.config import load_config, upstream_config
+from w2s.proxy.core.config_load import load_config, upstream_config
 from w2s.proxy.core.rendering import render
 from w2s.proxy.core.types import Chunk, Continuation, Prompt, SampleRequest
 
