@@ -17,116 +17,49 @@ configurable or harmless:
     finished beam copied K times cannot crowd distinct beams out;
   * answers cut at max_tokens are finished but get no EOS term unless
     `eos_on_length` (they did not choose to stop).
+
+The rest of the search lives beside it, each a concept of its own: the beams
+(search_beams.py), the allocate step of the cheaper strategies, k_tau and
+decide_after (search_allocate.py), the money budget max_cost_usd
+(search_budget.py) and whole answers: guided Best-of-N, tools and output
+formats (search_whole.py).
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Awaitable, Callable
 
-from w2s.proxy.core.cost import Prices, Usage, cost_usd, tokens_affordable
-from w2s.proxy.core.errors import NoValidAnswer, UpstreamError
+from w2s.proxy.core.cost import Prices, cost_usd
+from w2s.proxy.core.errors import UpstreamError
 from w2s.proxy.core.interfaces import Sampler, ScoringSession
 from w2s.proxy.core.modes import SearchMode, decide_mode
-from w2s.proxy.core.tools import ToolCall, answer_text, check_calls, check_output, whole_reason
+from w2s.proxy.core.search_allocate import AllocateSteps
+from w2s.proxy.core.search_beams import ROOT, Beam, Draw, committed_prefix, distinct_pool
+from w2s.proxy.core.search_budget import MoneySteps, Spent
+from w2s.proxy.core.search_whole import WholeAnswerSteps
 from w2s.proxy.core.types import (
     Answer,
     CandidateTrace,
     Chunk,
     Continuation,
-    FinishReason,
     Prompt,
     RoundTrace,
     SampleRequest,
     SampleResult,
-    ScoreItem,
     SearchParams,
     SearchResult,
 )
+
+__all__ = ["OnRound", "SEED_STRIDE", "committed_prefix", "search"]
 
 OnRound = Callable[[RoundTrace, list[str]], Awaitable[None] | None]
 SEED_STRIDE = 1_000_003  # round r of a seeded search draws with seed * SEED_STRIDE + r
 
 
-@dataclass
-class _Beam:
-    text: str
-    tokens: int  # upstream completion tokens on this path
-    finished: bool = False
-    finish_reason: FinishReason = "length"
-    score: float | None = None
-    stop_sequence: str | None = None
-    parent: int | None = None  # index of the parent in the previous round's candidates
-    index: int = -1  # index in this round's candidates (the trace's numbering)
-    draws: int = 0  # continuations it gets next round, once kept (allocate); 0 and unfinished: pruned
-    tool_calls: tuple[ToolCall, ...] = ()  # a whole answer that calls tools
-    rejected: str | None = None  # why it cannot be returned (the request's output format)
-
-    @property
-    def key(self) -> tuple[str, bool, tuple[ToolCall, ...]]:
-        return (self.text, self.finished, self.tool_calls)
-
-    def score_item(self, eos_on_length: bool) -> ScoreItem:
-        eos = self.finished and (self.finish_reason == "stop" or eos_on_length)
-        return ScoreItem(answer_text(self.text, self.tool_calls), eos)  # a call is scored as text
-
-    def finish(self, reason: FinishReason, stop_sequence: str | None = None) -> None:
-        self.finished, self.finish_reason, self.stop_sequence = True, reason, stop_sequence
-
-
-ROOT = _Beam("", 0)
-Draw = tuple[int | None, _Beam]  # (parent's index in the last round, parent)
-
-
-def _distinct(pool: list[_Beam], distinct: bool = True) -> list[_Beam]:
-    """First occurrence of each (text, finished); numbers them as the trace will.
-
-    With `distinct=False` every beam stays (numbered only): independent draws.
-    """
-    if distinct:
-        seen: dict[tuple, _Beam] = {}
-        for b in pool:
-            seen.setdefault(b.key, b)
-        out = list(seen.values())
-    else:
-        out = list(pool)
-    for i, b in enumerate(out):
-        b.index = i
-    return out
-
-
-def committed_prefix(texts: list[str]) -> str:
-    """The text every kept beam already agrees on: safe to stream."""
-    if not texts:
-        return ""
-    lo, hi = min(texts), max(texts)  # the common prefix of the extremes is everyone's
-    i = 0
-    while i < len(lo) and i < len(hi) and lo[i] == hi[i]:
-        i += 1
-    return lo[:i]
-
-
-@dataclass
-class _Spent:
-    """What one round's draws cost upstream."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-
-    @property
-    def usage(self) -> Usage:
-        return Usage(self.calls, self.prompt_tokens, self.cached_tokens, self.cache_write_tokens,
-                     self.completion_tokens)
-
-
-class _Search:
-    """The state one search carries from round to round."""
+class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps):
+    """The state one search carries from round to round; the whole-answer, allocate and money steps are
+    its mixins (search_whole.py, search_allocate.py, search_budget.py)."""
 
     def __init__(self, prompt: Prompt, sampler: Sampler, scorer: ScoringSession | None,
                  params: SearchParams, on_round: OnRound | None, mode: SearchMode, prices: Prices | None = None):
@@ -141,18 +74,9 @@ class _Search:
         self.distinct = mode is not SearchMode.PASSTHROUGH
         self.width = max(params.w, params.n)  # n distinct answers need at least n beams
         self.result = SearchResult(answers=[], mode=mode)
-        # An upstream that cannot continue a prefix exactly only gets one round of
-        # whole answers: guided Best-of-N, labelled as such.
-        self.exact = True
-        if not sampler.exact_continuation:
-            self.no_continuation(f"upstream {getattr(sampler, 'name', '')!r} cannot continue a partial answer: "
-                                 "whole answers only")
-        # A tool call or JSON answer cannot be cut: one round of whole answers (prompt.whole_answers).
-        self.whole = prompt.whole_answers
-        if self.whole:
-            self.result.note(whole_reason(prompt.tools, prompt.output, mode))
+        self.start_whole_answers(mode)  # chunks, or whole answers only (search_whole.py)
         self.score_cache: dict[tuple, float] = {}  # identical candidates scored once
-        self.kept: list[_Beam] = []
+        self.kept: list[Beam] = []
 
     async def run(self) -> SearchResult:
         index = 0
@@ -218,14 +142,14 @@ class _Search:
             conts.append(Continuation(beam.text, limit if share is None else min(limit, share)))
         return conts
 
-    async def draw(self, draws: list[Draw], index: int) -> tuple[SampleResult, _Spent]:
+    async def draw(self, draws: list[Draw], index: int) -> tuple[SampleResult, Spent]:
         p = self.params
         seed = None if p.seed is None else p.seed * SEED_STRIDE + index
         self.last_draws = len(draws)
         req = SampleRequest(self.prompt, self.continuations(draws), p.temperature, p.top_p, p.top_k, p.stop, seed)
         t0 = time.perf_counter()
         sampled = await self.sampler.sample(req)
-        spent = _Spent(calls=sampled.calls, seconds=time.perf_counter() - t0)
+        spent = Spent(calls=sampled.calls, seconds=time.perf_counter() - t0)
         for chunk in sampled.chunks:
             spent.prompt_tokens += chunk.prompt_tokens
             spent.completion_tokens += chunk.completion_tokens
@@ -236,7 +160,7 @@ class _Search:
 
     # --- expand -----------------------------------------------------------------
 
-    def expand(self, draws: list[Draw], chunks: list[Chunk], exact: bool) -> list[_Beam]:
+    def expand(self, draws: list[Draw], chunks: list[Chunk], exact: bool) -> list[Beam]:
         children = []
         for (pidx, parent), chunk in zip(draws, chunks):
             if chunk.error is not None:
@@ -244,16 +168,16 @@ class _Search:
             if not exact:
                 # The upstream could not continue the prefix (e.g. a prefill
                 # refusal found mid-search): the chunk is a whole fresh answer.
-                children.append(_Beam(chunk.text, chunk.completion_tokens, True, chunk.finish_reason,
+                children.append(Beam(chunk.text, chunk.completion_tokens, True, chunk.finish_reason,
                                       tool_calls=chunk.tool_calls))
                 continue
             children.append(self.child(pidx, parent, chunk))
         return children
 
-    def child(self, pidx: int | None, parent: _Beam, chunk: Chunk) -> _Beam:
+    def child(self, pidx: int | None, parent: Beam, chunk: Chunk) -> Beam:
         # At least one token of progress per round, whatever a provider reports.
         tokens = parent.tokens + max(1, chunk.completion_tokens)
-        child = _Beam(parent.text + chunk.text, tokens, parent=pidx, tool_calls=chunk.tool_calls)
+        child = Beam(parent.text + chunk.text, tokens, parent=pidx, tool_calls=chunk.tool_calls)
         if chunk.finish_reason == "stop" or chunk.tool_calls:
             child.finish("stop", chunk.stop_sequence)
         elif tokens >= self.params.max_tokens or not self.exact or self.whole:
@@ -262,14 +186,7 @@ class _Search:
             child.finish("length")
         return child
 
-    def no_continuation(self, reason: str) -> None:
-        """From here on, whole answers only: the planned mode falls back (CBS and BoN to bon-approx)."""
-        self.exact = False
-        after = decide_mode(self.params, exact=False, passthrough=self.result.mode is SearchMode.PASSTHROUGH)
-        if self.result.mode is not SearchMode.SAMPLE:
-            self.result.fall_back(after, reason)
-
-    def account(self, sampled: SampleResult, spent: _Spent) -> None:
+    def account(self, sampled: SampleResult, spent: Spent) -> None:
         r = self.result
         if not sampled.exact and self.exact:
             # Found mid-search (e.g. a prefill refusal): no more continuation.
@@ -285,42 +202,23 @@ class _Search:
         if self.prices is not None:
             r.cost_usd = (r.cost_usd or 0.0) + cost_usd(spent.usage, self.prices)
 
-    def pool(self, children: list[_Beam]) -> list[_Beam]:
+    def pool(self, children: list[Beam]) -> list[Beam]:
         """This round's candidates: finished kept beams (they compete again) and the children."""
         carried = [replace(b, parent=b.index) for b in self.kept if b.finished]
-        candidates = _distinct(carried + children, self.distinct)
+        candidates = distinct_pool(carried + children, self.distinct)
         budget = self.params.max_upstream_tokens
         if (budget is not None and self.result.upstream_completion_tokens >= budget) or self.money_spent():
             self.result.budget_exhausted = True
             for b in candidates:
                 if not b.finished:
                     b.finish("length")
-            candidates = _distinct(candidates, self.distinct)
+            candidates = distinct_pool(candidates, self.distinct)
         self.check_format(candidates)
         return candidates
 
-    def check_format(self, candidates: list[_Beam]) -> None:
-        """A candidate that cannot be returned: under an output format, text that does not parse (or
-        validate); a call to a function not offered, or whose arguments do not validate against its
-        parameters. A candidate that calls tools answers with its calls: its text is not checked."""
-        fmt, tools = self.prompt.output, self.prompt.tools
-        for b in candidates:
-            if b.rejected is not None:
-                continue
-            if tools is not None and (b.tool_calls or tools.choice in ("required", "function")):
-                b.rejected = check_calls(b.tool_calls, tools)
-            elif fmt is not None and not b.tool_calls:
-                b.rejected = check_output(b.text, fmt)
+    # --- score and select (allocate: search_allocate.py) ---------------------------
 
-    def no_valid_answer(self, candidates: list[_Beam]) -> None:
-        """No candidate passed its checks: a 502 with what each was, never an invalid answer."""
-        why = "; ".join(f"candidate {b.index}: {b.rejected}" for b in candidates[:8])
-        raise NoValidAnswer(f"no candidate of {len(candidates)} was valid under the request's output format or tools "
-                            f"({why})", notes=self.result.notes)
-
-    # --- score and select -------------------------------------------------------
-
-    async def score(self, candidates: list[_Beam]) -> int:
+    async def score(self, candidates: list[Beam]) -> int:
         """Scores the candidates not seen before -> scorer tokens this took."""
         p = self.params
         to_score = [b for b in candidates if b.key not in self.score_cache and b.rejected is None]
@@ -334,80 +232,13 @@ class _Search:
             b.score = self.score_cache.get(b.key)
         return (self.scorer.tokens_computed if self.scorer is not None else 0) - before
 
-    def select(self, candidates: list[_Beam]) -> list[_Beam]:
+    def select(self, candidates: list[Beam]) -> list[Beam]:
         # Stable sort: ties go to the earlier candidate, as in the paper's topk.
         valid = [b for b in candidates if b.rejected is None]  # a rejected candidate is never kept
         ranked = sorted(valid, key=lambda b: -(b.score if b.score is not None else 0.0))
         return ranked[: self.width]
 
-    # --- allocate: how many continuations each kept beam gets next round ---------
-
-    def allocate(self) -> None:
-        """k per kept unfinished beam (CBS); fewer behind the best (k_tau); none but the leaders once decided."""
-        p = self.params
-        self.update_decided()
-        best = _score(self.kept[0]) if self.kept else 0.0
-        leaders = {id(b) for b in self.kept[: max(1, p.n)]}
-        for b in self.kept:
-            if b.finished or (self.decided and id(b) not in leaders):
-                b.draws = 0
-            elif p.k_tau is not None and not self.decided:
-                gap = max(0.0, best - _score(b))
-                b.draws = max(p.k_min, round(p.k * math.exp(-gap / p.k_tau)))
-            else:
-                b.draws = p.k
-
-    def update_decided(self) -> None:
-        """decide_after: the best kept beam descended from the last round's best that many rounds in a row."""
-        lead = self.kept[0] if self.kept else None
-        same = lead is not None and self.lead is not None and lead.parent == self.lead
-        self.streak = self.streak + 1 if same else 0
-        self.lead = lead.index if lead is not None else None
-        after = self.params.decide_after
-        if after is not None and self.streak >= after and not self.decided:
-            self.decided = True
-            self.result.note(f"decided in round {len(self.result.rounds)}: the best beam led {after} rounds "
-                             "in a row, only it is continued (decide_after)")
-
-    # --- money: max_cost_usd ----------------------------------------------------
-
-    def money_left(self) -> float | None:
-        if self.params.max_cost_usd is None or self.prices is None:
-            return None
-        return self.params.max_cost_usd - (self.result.cost_usd or 0.0)
-
-    def money_spent(self) -> bool:
-        left = self.money_left()
-        return left is not None and left <= 0
-
-    def prompt_per_call(self) -> float:
-        """Prompt tokens one draw sent in the last round (0 before the first): what the next will send at least."""
-        last = self.result.rounds[-1] if self.result.rounds else None
-        return last.upstream_prompt_tokens / max(1, self.last_draws) if last is not None else 0.0
-
-    def money_share(self, draws: int) -> int | None:
-        """Completion tokens each of this round's draws may write within max_cost_usd; None: no money budget."""
-        left = self.money_left()
-        if left is None:
-            return None
-        return max(1, tokens_affordable(left, draws, self.prompt_per_call(), self.prices) // max(1, draws))
-
-    def out_of_money(self) -> bool:
-        """Not enough of max_cost_usd left for the next round's prompts and a token each: every kept beam ends
-        here (finish_reason length), the best so far is the answer."""
-        left = self.money_left()
-        if left is None:
-            return False
-        draws = sum(b.draws for b in self.kept if not b.finished)
-        if draws and tokens_affordable(left, draws, self.prompt_per_call(), self.prices) >= draws:
-            return False
-        self.result.budget_exhausted = True
-        for b in self.kept:
-            if not b.finished:
-                b.finish("length")
-        return True
-
-    def trace(self, index: int, candidates: list[_Beam], spent: _Spent, scorer_tokens: int,
+    def trace(self, index: int, candidates: list[Beam], spent: Spent, scorer_tokens: int,
               score_seconds: float, sampled: SampleResult) -> RoundTrace:
         kept = {id(b) for b in self.kept}
         rd = RoundTrace(
@@ -457,6 +288,3 @@ async def search(
         mode = decide_mode(params, exact=sampler.exact_continuation)
     return await _Search(prompt, sampler, scorer, params, on_round, mode, prices).run()
 
-
-def _score(b: _Beam) -> float:
-    return b.score if b.score is not None else 0.0
