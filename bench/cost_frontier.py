@@ -269,14 +269,14 @@ def goal_line(d: Data, ref: str = "cbs4x4x5") -> str:
         full = len(both) == len(d.indices)
         verdict = ("meets it" if full else f"meets it on the {len(both)} openings it has (not all "
                    f"{len(d.indices)}: not reached)") if ok else "does not meet it"
-        why = [] if ok else ([f"{tok:.0f} tokens > {ref_tok / 2:.0f}"] * (tok > ref_tok / 2)
+        why = [] if ok else ([f"{tok:.1f} tokens > {ref_tok / 2:.1f}"] * (tok > ref_tok / 2)
                              + [f"VADER {dv[0]:+.3f}"] * (dv[0] < -0.02) + [f"worse on {', '.join(worse)}"] * bool(worse))
         lines.append(f"- {label(m)}: {tok:.0f} tokens, paired VADER {dv[0]:+.3f} ± {dv[1]:.3f} on {len(both)} "
                      f"openings: {verdict}" + (f" ({'; '.join(why)})" if why else ""))
         vader = mean_se(d.judged(m, "VADER", both))[0]
         if tok <= 400 and (best is None or vader > best[1]):
             best = (label(m), vader, tok, len(both))
-    head = (f"The goal: ≤ {ref_tok / 2:.0f} completion tokens (half of CBS 4,4,5's {ref_tok:.0f}), a paired VADER "
+    head = (f"The goal: ≤ {ref_tok / 2:.1f} completion tokens (half of CBS 4,4,5's {ref_tok:.1f}), a paired VADER "
             "difference from CBS 4,4,5 of at least −0.02, and not worse by 2 s.e. on TextBlob or AFINN, on openings "
             f"{d.indices[0]}-{d.indices[-1]}.")
     tail = (f"Best new point at ≤ 400 completion tokens: {best[0]}, VADER {best[1]:+.3f} at {best[2]:.0f} tokens "
