@@ -4,7 +4,7 @@ Without it every row of every generate call re-reads the whole prompt: a CBS
 answer is ~20 calls of w*k rows, so a 7k-token prompt costs ~20 forwards of
 (rows x 7k) where one forward of 7k would do. Here:
 
-  - the prompt's tokens are prefilled once (batch 1) in chunks of PREFILL_CHUNK,
+  - the prompt's tokens are prefilled once (batch 1) in chunks of runtime/prefill.py's PREFILL_CHUNK,
     so no forward ever holds a (T x T) attention matrix per head: memory grows
     linearly in T;
   - the cache is kept (a few prompts, least recently used out) and copied per
@@ -26,11 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from w2s.proxy.runtime.adapters import per_row
-from w2s.proxy.runtime.kvcompat import cache_kw
+from w2s.proxy.runtime.prefill import prefill_cache
 
 SHARE_MIN = 256  # shared prompt tokens from which the cache pays (and below which draws stay as recorded)
-PREFILL_CHUNK = 512  # tokens per prefill forward: attention is (chunk x T) per head, never (T x T)
 KEEP = 4  # prompts cached per sampler (concurrent searches on different prompts)
 
 
@@ -53,19 +51,9 @@ def shared_len(rows: list[list[int]], prompt_ids: list[int]) -> int:
     return i
 
 
-@torch.inference_mode()
 def prefill(model, ids: list[int], adapter: str | None = None) -> Prefix:
-    """`ids` through the decoder, PREFILL_CHUNK tokens at a time, into one cache (no logits)."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    decoder = model.get_decoder()
-    with per_row(model, [adapter]):
-        for s in range(0, len(ids), PREFILL_CHUNK):
-            chunk = torch.tensor([ids[s: s + PREFILL_CHUNK]], device=model.device)  # (1, C)
-            pos = torch.arange(s, s + chunk.shape[1], device=model.device)[None]  # (1, C)
-            decoder(input_ids=chunk, position_ids=pos, use_cache=True, **cache_kw(cache))
-    return Prefix(tuple(ids), cache)
+    """`ids` through the decoder in chunks, into one cache (no logits)."""
+    return Prefix(tuple(ids), prefill_cache(model, ids, adapter))
 
 
 class PrefixCache:

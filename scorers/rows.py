@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from w2s.proxy.runtime.adapters import per_row
 from w2s.proxy.runtime.heads import head_rewards
 from w2s.proxy.runtime.kvcompat import cache_kw, out_cache
+from w2s.proxy.runtime.prefill import prefill_cache
 
 LOGIT_SLICE = 1024  # positions per lm_head slice: never materialise (B, N, V) logits
-PREFILL_CHUNK = 512  # a prompt's tokens per forward: attention is (chunk x T) per head, never (T x T)
 
 
 @dataclass
@@ -121,19 +121,10 @@ def forward_rows(model, rows: list[Row], pad_id: int) -> list[RowResult]:
     return [_row_result(r, b, new_lp, new_cache, P, rewards.get(b)) for b, r in enumerate(rows)]
 
 
-@torch.inference_mode()
 def prefill_entry(model, ids: list[int], adapter: str | None = None) -> PastEntry:
-    """A prompt's keys and values, PREFILL_CHUNK tokens a forward, with no lm_head: its log-probs are
-    never scored (a response's start from the prompt's end), so they are zeros."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    decoder = model.get_decoder()
-    with per_row(model, [adapter]):
-        for s in range(0, len(ids), PREFILL_CHUNK):
-            chunk = torch.tensor([ids[s: s + PREFILL_CHUNK]], device=model.device)  # (1, C)
-            pos = torch.arange(s, s + chunk.shape[1], device=model.device)[None]  # (1, C)
-            decoder(input_ids=chunk, position_ids=pos, use_cache=True, **cache_kw(cache))
+    """A prompt's keys and values, prefilled in chunks with no lm_head: its log-probs are never scored (a
+    response's start from the prompt's end), so they are zeros."""
+    cache = prefill_cache(model, ids, adapter)
     kv = [(layer.keys[0], layer.values[0]) for layer in cache.layers]  # per layer (H, T, D)
     return PastEntry(tuple(ids), kv, torch.zeros(len(ids), dtype=torch.float64))
 

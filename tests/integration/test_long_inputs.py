@@ -132,8 +132,9 @@ async def test_a_cached_prompt_draws_what_the_plain_call_draws_on_a_full_attenti
     import torch
 
     from w2s.providers import prefix_cache as pc
+    from w2s.proxy.runtime import prefill
 
-    monkeypatch.setattr(pc, "PREFILL_CHUNK", 64)  # several chunks
+    monkeypatch.setattr(prefill, "PREFILL_CHUNK", 64)  # several chunks
     m = engine.pool.get("smollm2")
     prompt = m.tokenizer(STORY * 3)["input_ids"]
     rows = [prompt + m.tokenizer(" He", add_special_tokens=False)["input_ids"],
