@@ -113,8 +113,8 @@ class PairSession:
     async def score(self, items: list[ScoreItem]) -> list[float]:
         if not items:
             return []
-        tuned, untuned = await self.side_sums(items)
-        return [self.pair.combine([t, u]) for t, u in zip(tuned, untuned)]
+        sums = await self.side_sums(items)  # per side, per item
+        return [self.pair.combine(list(values)) for values in zip(*sums)]
 
     async def side_sums(self, items: list[ScoreItem]) -> list[list[float]]:
         """Per side, each item's response log-prob sum (a reward-model side: its reward): every side's rows

@@ -63,16 +63,8 @@ class GuideRewardModel:
         """The part score from this guide's sides' values (one: the reward)."""
         return self.cfg.beta * values[0]
 
-    def session(self, prompt: Prompt, answer_tokens: int | None = None) -> "RewardSession":
+    def session(self, prompt: Prompt, answer_tokens: int | None = None) -> PairSession:
+        """A PairSession over the one reward side: its score is combine([reward]) = beta * reward."""
         self.bind()
-        return RewardSession(self, prompt, answer_tokens)
+        return PairSession(self, prompt, answer_tokens)
 
-
-class RewardSession(PairSession):
-    """PairSession over the one reward side: score = beta * reward."""
-
-    async def score(self, items) -> list[float]:
-        if not items:
-            return []
-        (rewards,) = await self.side_sums(items)
-        return [self.pair.combine([r]) for r in rewards]
