@@ -7,7 +7,7 @@ Setup as bench/trained_guide.py: Gemma 3 270M base guided by the trained SmolLM2
 bench/results/trained_guide/adapters/run3), evaluation openings 0-59, 50-token answers (max_tokens fixed),
 T=0.7, top-k 50. Plain sampling, BoN-16 and CBS 4,4,5 (trained pair) are reused from
 bench/results/trained_guide/answers.jsonl (same openings and seeds), labelled so. New rows: BoN-4, BoN-8,
-CBS at two more (W, K, L), and each cheaper strategy (proxy/core/search.py: k_tau, decide_after) at two settings.
+CBS at two more (W, K, L), and each cheaper strategy (proxy/core/search.py: k_tau, decide_after, reject_at) at two settings.
 The strategies run on CBS 4,4,5's settings *and seeds* (common random numbers: their round 0 is CBS 4,4,5's).
 
 Every answer is appended to bench/results/cost_frontier/cost_frontier_answers.jsonl as it comes (fsync'd; a
@@ -54,10 +54,14 @@ NEW = {  # in the order they run: the goal's candidate, its equal-cost baselines
     "cbs4x4x5+k_tau=2": ({**BASE, "k_tau": 2.0}, 4),
     "cbs4x4x5+decide_after=2": ({**BASE, "decide_after": 2}, 4),
     "cbs2x2x5": ({"w": 2, "k": 2, "l": 5}, 8),
+    # Early rejection (proxy/core/search_early.py): every chunk's draws cut at a token checkpoint.
+    "cbs4x4x5+reject_at=1": ({**BASE, "reject_at": 1}, 4),
+    "cbs4x4x8+reject_at=2": ({"w": 4, "k": 4, "l": 8, "reject_at": 2}, 4),
+    "cbs4x4x5+reject_at=1+reject_keep=5": ({**BASE, "reject_at": 1, "reject_keep": 5}, 4),
 }
 REUSED = {"plain": "none", "bon16": GUIDE, "cbs4x4x5": GUIDE}  # method -> guide in trained_guide/answers.jsonl
 LABELS = {"plain": "plain sampling", "bon16": "BoN-16", "cbs4x4x5": "CBS 4,4,5", "bon8": "BoN-8", "bon4": "BoN-4",
-          "cbs2x4x5": "CBS 2,4,5", "cbs2x2x5": "CBS 2,2,5"}
+          "cbs2x4x5": "CBS 2,4,5", "cbs2x2x5": "CBS 2,2,5", "cbs4x4x8": "CBS 4,4,8"}
 
 
 # --- search --------------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ def candidate_body(index: int, c: CandidateTrace, parent: CandidateTrace | None)
         "carried": carried,
         # Kept but given no continuation (k_tau with k_min 0, decide_after): its path ends here, unfinished.
         "pruned_early": c.pruned,
+        # Cut this many tokens into its chunk by early rejection (reject_at): scored there, never drawn on.
+        "cut_at": c.cut_at,
         "draws": c.draws,  # continuations it gets next round (kept, unfinished): fewer than k when behind
         "parts": c.parts,  # a mixture guide: {part: raw score}, score = sum(weight * part); else null
         "tool_calls": [dataclasses.asdict(t) for t in c.tool_calls],  # a candidate that calls tools

@@ -37,6 +37,7 @@ from w2s.proxy.core.modes import SearchMode, decide_mode
 from w2s.proxy.core.search_allocate import AllocateSteps
 from w2s.proxy.core.search_beams import ROOT, Beam, Draw, committed_prefix, distinct_pool
 from w2s.proxy.core.search_budget import MoneySteps, Spent
+from w2s.proxy.core.search_early import EarlySteps
 from w2s.proxy.core.search_whole import WholeAnswerSteps
 from w2s.proxy.core.types import (
     Answer,
@@ -57,9 +58,9 @@ OnRound = Callable[[RoundTrace, list[str]], Awaitable[None] | None]
 SEED_STRIDE = 1_000_003  # round r of a seeded search draws with seed * SEED_STRIDE + r
 
 
-class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps):
-    """The state one search carries from round to round; the whole-answer, allocate and money steps are
-    its mixins (search_whole.py, search_allocate.py, search_budget.py)."""
+class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps, EarlySteps):
+    """The state one search carries from round to round; the whole-answer, allocate, money and early-rejection
+    steps are its mixins (search_whole.py, search_allocate.py, search_budget.py, search_early.py)."""
 
     def __init__(self, prompt: Prompt, sampler: Sampler, scorer: ScoringSession | None,
                  params: SearchParams, on_round: OnRound | None, mode: SearchMode, prices: Prices | None = None):
@@ -94,15 +95,20 @@ class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps):
 
     async def round(self, index: int) -> None:
         draws = self.parents(index)
-        sampled, spent = await self.draw(draws, index)
-        children = self.expand(draws, sampled.chunks, sampled.exact)
-        self.account(sampled, spent)
+        at = self.early_at()
+        if at is None:
+            sampled, spent = await self.draw(draws, index)
+            children = self.expand(draws, sampled.chunks, sampled.exact)
+            self.account(sampled, spent)
+            early_scorer_tokens = 0
+        else:  # reject_at: two calls, the draws cut at the checkpoint among the children (search_early.py)
+            children, sampled, spent, early_scorer_tokens = await self.draw_early(draws, index, at)
         if not children and not any(b.finished for b in self.kept):
             raise UpstreamError(f"all {len(draws)} upstream draws failed in round {index}",
                                 provider=getattr(self.sampler, "name", ""))
         candidates = self.pool(children)
         t0 = time.perf_counter()
-        scorer_tokens = await self.score(candidates)
+        scorer_tokens = early_scorer_tokens + await self.score(candidates)
         score_seconds = time.perf_counter() - t0
         self.result.scorer_tokens += scorer_tokens
         self.kept = self.select(candidates)
@@ -124,9 +130,11 @@ class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps):
             return [(None, ROOT)] * (self.width * self.params.k)
         return [(b.index, b) for b in self.kept if not b.finished for _ in range(b.draws)]
 
-    def continuations(self, draws: list[Draw]) -> list[Continuation]:
+    def continuations(self, draws: list[Draw], chunk: int | None = None) -> list[Continuation]:
+        """What each draw asks for: a chunk of l tokens (or `chunk`: early rejection's part of one), or
+        the whole rest of the answer; within max_tokens and what is left of the budgets."""
         p = self.params
-        chunk_len = p.l if self.exact and not self.whole else None
+        chunk_len = (chunk or p.l) if self.exact and not self.whole else None
         share = None
         if p.max_upstream_tokens is not None:
             # Share what is left of the budget between the draws of this round.
@@ -142,11 +150,13 @@ class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps):
             conts.append(Continuation(beam.text, limit if share is None else min(limit, share)))
         return conts
 
-    async def draw(self, draws: list[Draw], index: int) -> tuple[SampleResult, Spent]:
+    async def draw(self, draws: list[Draw], index: int, chunk: int | None = None,
+                   seed_offset: int = 0) -> tuple[SampleResult, Spent]:
         p = self.params
-        seed = None if p.seed is None else p.seed * SEED_STRIDE + index
+        seed = None if p.seed is None else p.seed * SEED_STRIDE + seed_offset + index
         self.last_draws = len(draws)
-        req = SampleRequest(self.prompt, self.continuations(draws), p.temperature, p.top_p, p.top_k, p.stop, seed)
+        req = SampleRequest(self.prompt, self.continuations(draws, chunk), p.temperature, p.top_p, p.top_k,
+                            p.stop, seed)
         t0 = time.perf_counter()
         sampled = await self.sampler.sample(req)
         spent = Spent(calls=sampled.calls, seconds=time.perf_counter() - t0)
@@ -234,7 +244,8 @@ class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps):
 
     def select(self, candidates: list[Beam]) -> list[Beam]:
         # Stable sort: ties go to the earlier candidate, as in the paper's topk.
-        valid = [b for b in candidates if b.rejected is None]  # a rejected candidate is never kept
+        # A rejected candidate (the output format) and one cut at the checkpoint (reject_at) are never kept.
+        valid = [b for b in candidates if b.rejected is None and b.cut_at is None]
         ranked = sorted(valid, key=lambda b: -(b.score if b.score is not None else 0.0))
         return ranked[: self.width]
 
@@ -245,7 +256,8 @@ class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps):
             index=index,
             candidates=[CandidateTrace(b.text, b.parent, b.score, b.finished, id(b) in kept,
                                        b.finish_reason if b.finished else None, b.tokens,
-                                       tool_calls=b.tool_calls, rejected=b.rejected) for b in candidates],
+                                       tool_calls=b.tool_calls, rejected=b.rejected, cut_at=b.cut_at)
+                        for b in candidates],
             upstream_calls=spent.calls,
             upstream_prompt_tokens=spent.prompt_tokens,
             upstream_completion_tokens=spent.completion_tokens,

@@ -23,6 +23,7 @@ class Beam:
     draws: int = 0  # continuations it gets next round, once kept (allocate); 0 and unfinished: pruned
     tool_calls: tuple[ToolCall, ...] = ()  # a whole answer that calls tools
     rejected: str | None = None  # why it cannot be returned (the request's output format)
+    cut_at: int | None = None  # cut this many tokens into its chunk (reject_at): scored, never kept
 
     @property
     def key(self) -> tuple[str, bool, tuple[ToolCall, ...]]:

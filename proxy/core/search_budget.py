@@ -23,6 +23,12 @@ class Spent:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
 
+    def plus(self, other: "Spent") -> "Spent":
+        """Both calls of one round (early rejection draws a chunk in two)."""
+        return Spent(*(getattr(self, f) + getattr(other, f) for f in
+                       ("calls", "prompt_tokens", "completion_tokens", "failed", "seconds", "cached_tokens",
+                        "cache_write_tokens")))
+
     @property
     def usage(self) -> Usage:
         return Usage(self.calls, self.prompt_tokens, self.cached_tokens, self.cache_write_tokens,

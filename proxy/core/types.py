@@ -164,6 +164,10 @@ class SearchParams:
     # Stop when decided: once the best kept beam has descended from the previous round's best for
     # `decide_after` rounds in a row, only the top n beams are continued (k each), the others pruned.
     decide_after: int | None = None
+    # Early rejection: draw the first `reject_at` tokens of every chunk, score, and draw on only the top
+    # `reject_keep` (None: w) to the chunk's end; the rest are cut there (search_early.py). None: whole chunks.
+    reject_at: int | None = None
+    reject_keep: int | None = None
     max_cost_usd: float | None = None  # money budget for the whole search (needs the upstream's prices)
 
     def validate(self) -> None:
@@ -187,6 +191,11 @@ class SearchParams:
             raise InvalidRequest("k_min must be in [0, k]", param="k_min")
         if self.decide_after is not None and self.decide_after < 1:
             raise InvalidRequest("decide_after must be >= 1 (or null)", param="decide_after")
+        if self.reject_at is not None and (self.reject_at < 1 or self.l is None or self.reject_at >= self.l):
+            raise InvalidRequest("reject_at must be >= 1 and below l (the chunk length): the tokens into a chunk "
+                                 "where draws are scored and cut", param="reject_at")
+        if self.reject_keep is not None and self.reject_keep < 1:
+            raise InvalidRequest("reject_keep must be >= 1 (or null: w)", param="reject_keep")
         if self.max_cost_usd is not None and not self.max_cost_usd > 0:
             raise InvalidRequest("max_cost_usd must be > 0", param="max_cost_usd")
 
@@ -203,6 +212,7 @@ class CandidateTrace:
     tool_calls: tuple[ToolCall, ...] = ()  # a candidate that calls tools
     rejected: str | None = None  # why it cannot be returned (not JSON, not valid against the schema)
     pruned: bool = False  # kept, unfinished, but given no continuation (k_tau / decide_after): its path ends here
+    cut_at: int | None = None  # cut this many tokens into its chunk by early rejection (reject_at): never kept
     draws: int | None = None  # continuations it gets next round (kept, unfinished beams)
     parts: dict[str, float] | None = None  # a mixture guide: each part's raw score (scorers/mixture.py)
 

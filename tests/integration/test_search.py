@@ -153,3 +153,22 @@ async def test_stop_string_is_cut_and_named(engine):
         if chunk.finish_reason == "stop" and chunk.stop_sequence is not None:
             assert chunk.stop_sequence in (" ", ".")
     assert any(c.stop_sequence == " " for c in out.chunks)  # the answer starts with a space: stops at once
+
+
+async def test_early_rejection_cuts_draws_at_the_checkpoint(engine):
+    """reject_at on the real models: the draws cut one token into a chunk are scored as whole partial answers
+    (a fresh recompute agrees), never kept, and the search writes what the bound says it may."""
+    sampler = engine.samplers["gemma-local"]
+    pair = engine.guides["positive-critic"]
+    params = SearchParams(w=2, k=3, l=4, max_tokens=12, seed=5, reject_at=1)
+    result = await search(PROMPT, sampler, pair.session(PROMPT), params)
+    check_invariants(result, params)
+    assert result.mode == "cbs" and result.upstream_calls == 2 * len(result.rounds)
+    for rd in result.rounds:
+        cut = [c for c in rd.candidates if c.cut_at is not None]
+        assert cut and all(c.cut_at == 1 and not c.kept for c in cut)
+        assert rd.upstream_completion_tokens <= 6 * 1 + 2 * 3  # reject_keep defaults to w: 2 drawn on
+        again = await rescore(engine, "positive-critic", PROMPT, rd)
+        assert [c.score for c in rd.candidates] == pytest.approx(again, abs=3e-3)
+    cbs = await search(PROMPT, sampler, pair.session(PROMPT), SearchParams(w=2, k=3, l=4, max_tokens=12, seed=5))
+    assert result.upstream_completion_tokens < 0.6 * cbs.upstream_completion_tokens

@@ -15,10 +15,12 @@ def check_invariants(result, params: SearchParams):
         texts = [(c.text, c.finished) for c in rd.candidates]
         assert len(texts) == len(set(texts)), "identical candidates appear once"
         kept = [c for c in rd.candidates if c.kept]
-        assert len(kept) == min(width, len(rd.candidates))
-        if len(rd.candidates) > 1:
+        eligible = [c for c in rd.candidates if c.cut_at is None]  # cut at a checkpoint (reject_at): never kept
+        assert len(kept) == min(width, len(eligible))
+        assert not any(c.kept for c in rd.candidates if c.cut_at is not None)
+        if len(eligible) > 1:
             worst_kept = min(c.score for c in kept)
-            assert all(c.score <= worst_kept + 1e-9 for c in rd.candidates if not c.kept), "top W are kept"
+            assert all(c.score <= worst_kept + 1e-9 for c in eligible if not c.kept), "top W are kept"
         for c in rd.candidates:
             assert c.tokens <= params.max_tokens
             assert c.finished == (c.finish_reason is not None)

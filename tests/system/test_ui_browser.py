@@ -253,3 +253,37 @@ async def test_a_mixture_guides_parts_show_on_hover(browser, tmp_path):
     tip = " ".join((await page.evaluate("document.getElementById('tooltip').innerText")).split())
     assert "part warm (weight 1.5) +1.25" in tip and "part plain (weight 0.5) -2.50" in tip
     assert page.script_errors() == [] and page.browser_errors() == []
+
+
+async def test_draws_cut_at_a_checkpoint_look_different(browser, tmp_path):
+    """A scripted search with early rejection (reject_at): the draws cut at the checkpoint are nodes of their own
+    kind on the page, saying where they were cut; the kept ones are not."""
+    from w2s.proxy.api.job import Job
+    from w2s.proxy.api.trace import trace_body
+    from w2s.proxy.core.types import Prompt
+
+    engine = scripted_engine(sampler=ScriptedSampler("up"))
+    await engine.start()
+    plan = engine.plan("fake-cbs", {"w": 2, "k": 2, "l": 3, "max_tokens": 6, "reject_at": 1})
+    prompt = Prompt.raw("Once")
+    trace = trace_body(await engine.run(plan, prompt), Job(plan, prompt, trace=True))
+    await engine.aclose()
+    cut = [(r, i) for r, rd in enumerate(trace["rounds"]) for i, c in enumerate(rd["candidates"]) if c["cut_at"]]
+    assert len(cut) == 4 and all(trace["rounds"][r]["candidates"][i]["cut_at"] == 1 for r, i in cut)
+    (tmp_path / "trace.json").write_text(json.dumps(trace))
+    html = tmp_path / "view.html"
+    done = subprocess.run([sys.executable, "-m", "w2s.proxy.cli", "view", str(tmp_path / "trace.json"), "-o",
+                           str(html), "--no-open"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    page = await browser.new_page()
+    await page.goto(html.as_uri())
+    await page.wait_for("document.querySelectorAll('#tree g.node').length > 0")
+    shown = await page.evaluate("[...document.querySelectorAll('#tree g.node.cut-at')].map(g => "
+                                "[+g.dataset.round, +g.dataset.index, g.querySelector('.meta').textContent])")
+    assert sorted((r, i) for r, i, _ in shown) == sorted(cut)
+    assert all(meta.endswith("cut at token 1") for _, _, meta in shown)
+    dash = await page.evaluate("getComputedStyle(document.querySelector('#tree g.node.cut-at rect')).strokeDasharray")
+    kept = await page.evaluate("getComputedStyle(document.querySelector('#tree g.node.state-kept rect')).strokeDasharray")
+    assert dash != kept
+    await page.screenshot(screenshot_dir(tmp_path) / "ui-cut-at.png")
+    assert page.script_errors() == [] and page.browser_errors() == []

@@ -88,7 +88,8 @@ const W2STree = (() => {
   function node(trace, r, i, c, y, hot, opts) {
     const g = el('g', {
       class: `node state-${c.state}` + (hot ? ' on-path' : '') + (c.carried ? ' carried' : '') +
-        (c.pruned_early ? ' pruned-early' : ''),  // kept, but given no continuation (k_tau, decide_after)
+        (c.pruned_early ? ' pruned-early' : '') +  // kept, but given no continuation (k_tau, decide_after)
+        (c.cut_at != null ? ' cut-at' : ''),  // early rejection: cut a few tokens into its chunk (reject_at)
       transform: `translate(${xOf(r)},${y})`, tabindex: 0,
       'data-round': r, 'data-index': i, 'data-parent': c.parent == null ? '' : c.parent,
       'data-state': c.state, 'data-score': c.score == null ? '' : c.score, 'data-text': c.text,
@@ -98,7 +99,7 @@ const W2STree = (() => {
     const label = c.carried ? '(finished, carried over)' : clip(visible(c.chunk), CHARS) || '∅';
     g.appendChild(el('text', { class: 'chunk', x: 8, y: 17 }, label));
     const end = c.finished ? ' · ' + (c.finish_reason || 'done') :
-      c.pruned_early ? ' · cut early' : (c.draws != null && c.draws < ((trace.params || {}).k || 0) ?
+      c.pruned_early ? ' · cut early' : c.cut_at != null ? ` · cut at token ${c.cut_at}` : (c.draws != null && c.draws < ((trace.params || {}).k || 0) ?
         ` · ${c.draws} draw${c.draws === 1 ? '' : 's'}` : '');
     g.appendChild(el('text', { class: 'meta', x: 8, y: 33 }, `#${i}  ${fmtScore(c.score)}  ${c.state}${end}`));
     if (opts.tooltip) {
