@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from w2s.proxy.core.config import ScorerConfig
+from tests.support.scoring import scoring_resources
 from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.types import Prompt, ScoreItem
-from w2s.proxy.runtime.pool import ModelPool
-from w2s.scorers.batcher import RowBatcher
 from w2s.scorers.mixture import GuideMixture
 from w2s.scorers.pair import GuidePair
 
@@ -41,12 +39,8 @@ def _config(weights: tuple[float, float]):
 async def parts():
     """(config, pool, batcher) over one copy of SmolLM2 with both committed adapters on it."""
     cfg = _config((1.0, 0.0))
-    pool = ModelPool(cfg.models, frozenset(cfg.models), threads=1)
-    batcher = RowBatcher(pool, ScorerConfig())
-    batcher.start()
-    yield cfg, pool, batcher
-    await batcher.aclose()
-    pool.close()
+    async with scoring_resources(cfg) as (pool, batcher):
+        yield cfg, pool, batcher
 
 
 async def _rounds(session) -> list[list[float]]:

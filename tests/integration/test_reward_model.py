@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from w2s.proxy.core.config import GuideSide, ScorerConfig
+from tests.support.scoring import scoring_resources
+from w2s.proxy.core.config import GuideSide
 from w2s.proxy.core.config_load import parse_config
 from w2s.proxy.core.rendering import ResponseEncoder
 from w2s.proxy.core.types import Prompt, ScoreItem
-from w2s.proxy.runtime.pool import ModelPool
 from w2s.proxy.train.run import TrainOptions, train_guide
 from w2s.proxy.train.settings import DPOSettings
-from w2s.scorers.batcher import RowBatcher
 from w2s.scorers.mixture import GuideMixture
 from w2s.scorers.pair import GuidePair
 from w2s.scorers.reward import GuideRewardModel
@@ -51,12 +50,8 @@ async def guides(trained):
     pair = {"tuned": {"model": "smollm2", "system": "You love everything."}, "untuned": {"model": "smollm2"}}
     mix = {"kind": "mixture", "parts": [{"guide": "kind"}, {"guide": "rm", "weight": 0.5}]}
     cfg = parse_config({"models": models, "guides": {"rm": rm, "kind": pair, "mix": mix}}, "test_reward_model")
-    pool = ModelPool(cfg.models, frozenset(cfg.models), threads=1)
-    batcher = RowBatcher(pool, ScorerConfig())
-    batcher.start()
-    yield cfg, pool, batcher
-    await batcher.aclose()
-    pool.close()
+    async with scoring_resources(cfg) as (pool, batcher):
+        yield cfg, pool, batcher
 
 
 def _reference(trained: Path):
@@ -144,10 +139,7 @@ async def test_a_sequence_classification_directory_is_a_guide_as_it_is(tmp_path)
     AutoTokenizer.from_pretrained(str(where)).save_pretrained(str(tmp_path))
     cfg = parse_config({"models": {"rm": {**BASE, "source": str(tmp_path)}},
                         "guides": {"rm": {"kind": "reward_model", "model": "rm"}}}, "test_reward_model")
-    pool = ModelPool(cfg.models, frozenset(cfg.models), threads=1)
-    batcher = RowBatcher(pool, ScorerConfig())
-    batcher.start()
-    try:
+    async with scoring_resources(cfg) as (pool, batcher):
         (got,) = await _score(GuideRewardModel("rm", cfg.guides["rm"], pool, batcher), PROMPTS[1], [ITEMS])
         m = pool.get("rm")
         enc = ResponseEncoder(PROMPTS[1], m.tokenizer, m.eos_id)
@@ -156,6 +148,3 @@ async def test_a_sequence_classification_directory_is_a_guide_as_it_is(tmp_path)
             want = [float(model(input_ids=torch.tensor([enc.ids(it.text, it.finished)[0]])).logits[0, 0])
                     for it in ITEMS]
         assert got == pytest.approx(want, abs=1e-4)
-    finally:
-        await batcher.aclose()
-        pool.close()
