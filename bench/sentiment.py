@@ -30,7 +30,6 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.lib.loglik import upstream_loglik_rows
@@ -38,45 +37,11 @@ from bench.lib.machine import set_threads
 from bench.lib.openings import OPENINGS
 from bench.lib.procs import Child, bench_cmd, wait_all
 from bench.lib.results import ROOT, write_result
-from bench.lib.sentiment_report import report
+from bench.lib.sentiment_report import METHODS, Method, Run, report
 
 ROUTE = "w2s-default"
 QUICK_PROMPTS = 3
 QUICK_MAX_TOKENS = 24  # --quick is a smoke test: the numbers mean little
-
-
-@dataclass
-class Method:
-    name: str
-    w: int
-    k: int
-    l: int | None
-
-    def label(self) -> str:
-        if self.w * self.k == 1:
-            return "plain sampling"
-        if self.l is None:
-            return f"BoN N={self.k}"
-        return f"CBS W,K,L={self.w},{self.k},{self.l}"
-
-
-METHODS = [Method("plain", 1, 1, None), Method("bon4", 1, 4, None), Method("bon16", 1, 16, None),
-           Method("cbs2x2x10", 2, 2, 10), Method("cbs4x4x5", 4, 4, 5)]
-
-
-@dataclass
-class Run:
-    method: Method
-    texts: list[str] = field(default_factory=list)
-    finishes: list[str] = field(default_factory=list)
-    upstream_tokens: list[int] = field(default_factory=list)  # all candidates' tokens, per answer
-    upstream_calls: list[int] = field(default_factory=list)
-    scorer_tokens: list[int] = field(default_factory=list)
-    latency: list[float] = field(default_factory=list)  # per search
-    wall: float = 0.0  # whole method, prompts concurrent
-    judge: list[float] = field(default_factory=list)
-    guide: list[float] = field(default_factory=list)
-    loglik: list[float] = field(default_factory=list)  # per token, under the upstream
 
 
 def build_config(upstream_dtype: str, guide_dtype: str):

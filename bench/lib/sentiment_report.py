@@ -1,17 +1,48 @@
-"""The controlled-sentiment bench's report (bench/sentiment.py): the method table, the pairs at comparable upstream
-cost, and the notes that say what each column is."""
+"""The controlled-sentiment bench's methods, its per-method results (Run) and its report (bench/sentiment.py): the
+method table, the pairs at comparable upstream cost, and the notes that say what each column is."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bench.lib.machine import machine, today
 from bench.lib.results import kept_stamp, result_path
 from bench.lib.stats import mean_se, paired_diff, per_item, share, win_rate
 from bench.lib.tables import percent, pm, table
 
-if TYPE_CHECKING:
-    from bench.sentiment import Run
+
+@dataclass
+class Method:
+    name: str
+    w: int
+    k: int
+    l: int | None
+
+    def label(self) -> str:
+        if self.w * self.k == 1:
+            return "plain sampling"
+        if self.l is None:
+            return f"BoN N={self.k}"
+        return f"CBS W,K,L={self.w},{self.k},{self.l}"
+
+
+METHODS = [Method("plain", 1, 1, None), Method("bon4", 1, 4, None), Method("bon16", 1, 16, None),
+           Method("cbs2x2x10", 2, 2, 10), Method("cbs4x4x5", 4, 4, 5)]
+
+
+@dataclass
+class Run:
+    method: Method
+    texts: list[str] = field(default_factory=list)
+    finishes: list[str] = field(default_factory=list)
+    upstream_tokens: list[int] = field(default_factory=list)  # all candidates' tokens, per answer
+    upstream_calls: list[int] = field(default_factory=list)
+    scorer_tokens: list[int] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)  # per search
+    wall: float = 0.0  # whole method, prompts concurrent
+    judge: list[float] = field(default_factory=list)
+    guide: list[float] = field(default_factory=list)
+    loglik: list[float] = field(default_factory=list)  # per token, under the upstream
 
 
 def method_rows(runs: list[Run], n: int) -> list[list[str]]:
