@@ -216,8 +216,7 @@ class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps, EarlySteps):
         """This round's candidates: finished kept beams (they compete again) and the children."""
         carried = [replace(b, parent=b.index) for b in self.kept if b.finished]
         candidates = distinct_pool(carried + children, self.distinct)
-        budget = self.params.max_upstream_tokens
-        if (budget is not None and self.result.upstream_completion_tokens >= budget) or self.money_spent():
+        if self.budget_spent():
             self.result.budget_exhausted = True
             for b in candidates:
                 if not b.finished:

@@ -36,7 +36,7 @@ class Spent:
 
 
 class MoneySteps:
-    """max_cost_usd: how much each draw may write, and when the search must stop."""
+    """max_cost_usd (and max_upstream_tokens): how much each draw may write, and when the search must stop."""
 
     params: SearchParams
     prices: Prices | None  # the upstream's, USD per million tokens
@@ -52,6 +52,11 @@ class MoneySteps:
     def money_spent(self) -> bool:
         left = self.money_left()
         return left is not None and left <= 0
+
+    def budget_spent(self) -> bool:
+        """max_upstream_tokens or max_cost_usd is used up: nothing more may be drawn."""
+        budget = self.params.max_upstream_tokens
+        return (budget is not None and self.result.upstream_completion_tokens >= budget) or self.money_spent()
 
     def prompt_per_call(self) -> float:
         """Prompt tokens one draw sent in the last round (0 before the first): what the next will send at least."""

@@ -49,7 +49,7 @@ class EarlySteps:
             return partials, first, spent, 0  # not a continuation any more (or nothing came): no second call
         survivors, cut, scorer_tokens = await self.cut(partials, at)
         on = [(b.parent, b) for b in survivors if not b.finished]
-        if not on:
+        if not on or self.budget_spent():  # the budget ran out at the checkpoint: the partials are the round's
             return survivors + cut, first, spent, scorer_tokens
         second, more = await self.draw(on, index, chunk=self.params.l - at, seed_offset=EARLY_SEED_OFFSET)
         self.account(second, more)

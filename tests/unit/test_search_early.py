@@ -117,3 +117,12 @@ def test_early_rejection_options_are_validated():
             SearchParams(**{"w": 2, "k": 2, "l": 4, **bad}).validate()
         assert e.value.param in ("reject_at", "reject_keep")
     SearchParams(w=2, k=2, l=4, reject_at=3, reject_keep=1).validate()
+
+
+async def test_a_budget_spent_at_the_checkpoint_draws_no_further():
+    # 6 draws x 1 token = 6 >= max_upstream_tokens: the partials end the search, cut by the budget.
+    params = SearchParams(w=2, k=3, l=4, max_tokens=8, reject_at=1, max_upstream_tokens=6)
+    result, up = await run(params)
+    check_invariants(result, params)
+    assert len(up.requests) == 1 and result.upstream_completion_tokens == 6
+    assert result.budget_exhausted and result.best.text == " alpha0" and result.best.finish_reason == "length"
