@@ -56,12 +56,20 @@ NEW = {  # in the order they run: the goal's candidate, its equal-cost baselines
     "cbs2x2x5": ({"w": 2, "k": 2, "l": 5}, 8),
     # Early rejection (proxy/core/search_early.py): every chunk's draws cut at a token checkpoint.
     "cbs4x4x5+reject_at=1": ({**BASE, "reject_at": 1}, 4),
-    "cbs4x4x8+reject_at=2": ({"w": 4, "k": 4, "l": 8, "reject_at": 2}, 4),
-    "cbs4x4x5+reject_at=1+reject_keep=5": ({**BASE, "reject_at": 1, "reject_keep": 5}, 4),
+    "cbs4x4x5+reject_at=2+reject_keep=6": ({**BASE, "reject_at": 2, "reject_keep": 6}, 4),
+    # Both: early rejection until the lead has held for two rounds, then only the leader's k draws.
+    "cbs4x4x5+decide_after=2+reject_at=2+reject_keep=6": ({**BASE, "decide_after": 2, "reject_at": 2,
+                                                           "reject_keep": 6}, 4),
+    "cbs4x4x5+decide_after=3+reject_at=2+reject_keep=6": ({**BASE, "decide_after": 3, "reject_at": 2,
+                                                           "reject_keep": 6}, 4),
+}
+STOPPED = {  # rows stopped before all openings, and why
+    "cbs4x4x5+decide_after=3+reject_at=2+reject_keep=6": "stopped after 12 openings, already at 407 completion "
+    "tokens an answer, over the goal's half of CBS 4,4,5's: the CPU went to the required rows.",
 }
 REUSED = {"plain": "none", "bon16": GUIDE, "cbs4x4x5": GUIDE}  # method -> guide in trained_guide/answers.jsonl
 LABELS = {"plain": "plain sampling", "bon16": "BoN-16", "cbs4x4x5": "CBS 4,4,5", "bon8": "BoN-8", "bon4": "BoN-4",
-          "cbs2x4x5": "CBS 2,4,5", "cbs2x2x5": "CBS 2,2,5", "cbs4x4x8": "CBS 4,4,8"}
+          "cbs2x4x5": "CBS 2,4,5", "cbs2x2x5": "CBS 2,2,5"}
 
 
 # --- search --------------------------------------------------------------------------------------
@@ -293,28 +301,47 @@ def _sig_worse(d: Data, m: str, ref: str, judge: str, both: list[int]) -> bool:
     return mu < 0 and abs(mu) > 2 * se
 
 
+FAMILIES = {  # how a method's point looks: one colour per kind of search, a marker per setting
+    "plain": "#7f7f7f", "bon": "#1f77b4", "cbs": "#2ca02c", "k_tau": "#ff7f0e", "decide_after": "#9467bd",
+    "reject_at": "#d62728", "decide_after+reject_at": "#8c564b"}
+
+
+def family(m: str) -> str:
+    opts = [o.split("=")[0] for o in m.split("+")[1:]]
+    if "decide_after" in opts and "reject_at" in opts:
+        return "decide_after+reject_at"
+    for f in ("reject_at", "decide_after", "k_tau"):
+        if f in opts:
+            return f
+    return "plain" if m == "plain" else "bon" if m.startswith("bon") else "cbs"
+
+
 def plot(d: Data) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 6.2))
+    markers, seen = "osD^vP*Xh", {}
     for ax, j in zip(axes, d.judges):
         for m in d.methods:
             s = summary(d, m)
             mu, se = s[j]
-            marker = "s" if m in REUSED else ("*" if "+" in m else "o")
-            ax.errorbar(s["upstream_tokens"], mu, yerr=se, fmt=marker, ms=9 if marker == "*" else 6, capsize=3)
+            f = family(m)
+            marker = markers[seen.setdefault(m, sum(family(k) == f for k in seen)) % len(markers)]
             n = f" ({s['n']} openings)" if s["n"] < len(d.indices) else ""
-            ax.annotate(label(m).replace(" (reused)", "") + n, (s["upstream_tokens"], mu), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.errorbar(s["upstream_tokens"], mu, yerr=se, fmt=marker, color=FAMILIES[f], ms=7, capsize=3,
+                        label=label(m) + n)
+        ax.axvline(summary(d, "cbs4x4x5")["upstream_tokens"] / 2, color="#444", ls=":", lw=1)
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("upstream completion tokens per answer")
+        ax.set_xlabel("upstream completion tokens per answer (dotted: half of CBS 4,4,5's)")
         ax.set_ylabel(f"{j} (mean ± s.e.)")
         ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle("Cost/quality frontier: Gemma 3 270M guided by the trained SmolLM2 pair, 50-token answers")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(PLOT, dpi=110)
 
 
@@ -334,8 +361,9 @@ def report(args) -> str:
         f"{missing_line}. Price stated: USD {PRICES['input']} / {PRICES['cached_input']} / {PRICES['output']} per "
         "million input / cached input / output tokens; cost in micro-USD per answer. Steering multiplier: "
         "completion tokens over plain sampling's. Wall seconds are not comparable between reused and new rows: the "
-        "new ones ran niced, two at a time, beside other jobs on 2 shared cores (load average 10-25); prompt "
-        "tokens and calls are what any upstream would bill.", "",
+        "new ones ran niced, two to four at a time, beside other jobs on 2 shared cores; prompt tokens and calls are "
+        "what any upstream would bill.", *([""] + [f"{label(m)}: {why}" for m, why in STOPPED.items()] if STOPPED
+                                            else []), "",
         f"![frontier]({PLOT.name})", "",
         table(["method", "answers", "VADER", "TextBlob", "AFINN", "completion tok / answer", "prompt tok / answer",
                "calls / answer", "µUSD / answer", "wall s / answer", "upstream log-lik / token",
