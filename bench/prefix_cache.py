@@ -5,7 +5,8 @@
 vLLM 0.32 (CPU build) serves the project's converted SmolLM2 with `--enable-prefix-caching` and
 `--enable-prompt-tokens-details` (without the second it reports no `prompt_tokens_details`). The proxy's
 completions sampler draws one CBS 4,4,5 search of 50 tokens at prompt lengths of 100 and 1,000 tokens (SmolLM2
-tokens; the two prompts share no prefix). Every call of a search sends the same bytes up to the partial answer
+tokens; the two prompts share no prefix), and the same search with early rejection (`reject_at: 1`: two calls a
+round, the second re-sending the prompt and partial answer for the draws that survive). Every call of a search sends the same bytes up to the partial answer
 (tests/unit/test_cost_server.py checks it on the wire), so from round 1 on the prompt is a cache hit. The guide
 is VADER on the partial answer (a stand-in: a guide decides which prefixes continue, never what is resent).
 Writes bench/results/prefix_cache/prefix_cache.md.
@@ -57,7 +58,10 @@ def prompt_of(tok, n: int, order: int) -> str:
     return tok.decode(ids[:n]) + "\nThe film"
 
 
-async def one_search(base: str, text: str, seed: int):
+SEARCHES = {"CBS 4,4,5": {}, "CBS 4,4,5 + reject_at 1": {"reject_at": 1}}  # label -> options beyond w, k, l
+
+
+async def one_search(base: str, text: str, seed: int, options: dict):
     from w2s.providers.registry import make_sampler
     from w2s.proxy.core.config_load import upstream_config
     from w2s.proxy.core.cost import Prices
@@ -70,14 +74,14 @@ async def one_search(base: str, text: str, seed: int):
     try:
         t0 = time.perf_counter()
         res = await search(Prompt.raw(text), sampler, VaderGuide(), SearchParams(w=4, k=4, l=5, max_tokens=50,
-                                                                                 temperature=0.7, seed=seed),
+                                                                                 temperature=0.7, seed=seed, **options),
                            prices=Prices(**PRICES))
         return res, time.perf_counter() - t0
     finally:
         await sampler.aclose()
 
 
-def rows_of(n: int, res, seconds: float) -> list[list]:
+def rows_of(label: str, n: int, res, seconds: float) -> list[list]:
     from w2s.proxy.core.cost import Prices, Usage, cost_usd
 
     uncached = cost_usd(Usage(res.upstream_calls, res.upstream_prompt_tokens, 0, 0, res.upstream_completion_tokens),
@@ -85,20 +89,21 @@ def rows_of(n: int, res, seconds: float) -> list[list]:
     share = res.upstream_cached_tokens / max(1, res.upstream_prompt_tokens)
     later = res.rounds[1:]
     later_share = sum(r.upstream_cached_tokens for r in later) / max(1, sum(r.upstream_prompt_tokens for r in later))
-    return [[n, len(res.rounds), res.upstream_calls, res.upstream_prompt_tokens, res.upstream_cached_tokens,
+    return [[label, n, len(res.rounds), res.upstream_calls, res.upstream_prompt_tokens, res.upstream_cached_tokens,
              f"{share:.1%}", f"{later_share:.1%}", f"{res.rounds[0].upstream_cached_tokens}",
              res.upstream_completion_tokens, f"{res.cost_usd * 1e6:.1f}", f"{uncached * 1e6:.1f}", f"{seconds:.0f}"]]
 
 
 async def measure(base: str, tok) -> tuple[list[list], list[str]]:
     rows, rounds = [], []
-    for order, n in enumerate((100, 1000)):
-        res, seconds = await one_search(base, prompt_of(tok, n, order), seed=order + 1)
-        rows += rows_of(n, res, seconds)
-        rounds.append(f"- {n}-token prompt, per round (cached / prompt tokens): " + ", ".join(
-            f"{r.upstream_cached_tokens}/{r.upstream_prompt_tokens}" for r in res.rounds))
-        print(f"w2s bench: {n} tokens: {res.upstream_cached_tokens}/{res.upstream_prompt_tokens} cached",
-              file=sys.stderr, flush=True)
+    for label, options in SEARCHES.items():
+        for order, n in enumerate((100, 1000)):
+            res, seconds = await one_search(base, prompt_of(tok, n, order), order + 1, options)
+            rows += rows_of(label, n, res, seconds)
+            rounds.append(f"- {label}, {n}-token prompt, per round (cached / prompt tokens): " + ", ".join(
+                f"{r.upstream_cached_tokens}/{r.upstream_prompt_tokens}" for r in res.rounds))
+            print(f"w2s bench: {label}, {n} tokens: {res.upstream_cached_tokens}/{res.upstream_prompt_tokens} cached",
+                  file=sys.stderr, flush=True)
     return rows, rounds
 
 
@@ -135,11 +140,11 @@ async def run(args) -> str:
         f"{today()}; {machine()}.", "",
         "vLLM 0.32 (CPU) serving SmolLM2-135M-Instruct (converted) with --enable-prefix-caching and "
         f"--enable-prompt-tokens-details, --block-size {BLOCK}; the proxy's completions sampler (mode completions, template {{prompt}}); "
-        "CBS W=4, K=4, L=5, 50 tokens, T=0.7; VADER as a stand-in guide. Cached tokens are vLLM's own "
+        "CBS W=4, K=4, L=5, 50 tokens, T=0.7, alone and with reject_at 1; VADER as a stand-in guide. Cached tokens are vLLM's own "
         "`usage.prompt_tokens_details.cached_tokens`. Cost at USD "
         f"{PRICES['input']} / {PRICES['cached_input']} / {PRICES['output']} per million input / cached input / "
         "output tokens, in micro-USD, against the same tokens with no cache.", "",
-        table(["prompt tokens", "rounds", "calls", "prompt tokens sent", "of them cached", "cached share",
+        table(["search", "prompt tokens", "rounds", "calls", "prompt tokens sent", "of them cached", "cached share",
                "cached share, rounds 1+", "cached in round 0", "completion tokens", "µUSD", "µUSD with no cache",
                "wall s"], rows), "",
         *rounds, "",
