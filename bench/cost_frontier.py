@@ -54,6 +54,8 @@ NEW = {  # in the order they run: the goal's candidate, its equal-cost baselines
     "cbs4x4x5+k_tau=2": ({**BASE, "k_tau": 2.0}, 4),
     "cbs4x4x5+decide_after=2": ({**BASE, "decide_after": 2}, 4),
     "cbs2x2x5": ({"w": 2, "k": 2, "l": 5}, 8),
+    # A control: CBS 4,4,5 itself, rerun here on its own seeds; it should give the reused row's answers.
+    "cbs4x4x5-rerun": (BASE, 4),
     # Early rejection (proxy/core/search_early.py): every chunk's draws cut at a token checkpoint.
     "cbs4x4x5+reject_at=1": ({**BASE, "reject_at": 1}, 4),
     "cbs4x4x5+reject_at=2+reject_keep=6": ({**BASE, "reject_at": 2, "reject_keep": 6}, 4),
@@ -63,13 +65,15 @@ NEW = {  # in the order they run: the goal's candidate, its equal-cost baselines
     "cbs4x4x5+decide_after=3+reject_at=2+reject_keep=6": ({**BASE, "decide_after": 3, "reject_at": 2,
                                                            "reject_keep": 6}, 4),
 }
+CONTROL = "cbs4x4x5-rerun"
 STOPPED = {  # rows stopped before all openings, and why
     "cbs4x4x5+decide_after=3+reject_at=2+reject_keep=6": "stopped after 12 openings, already at 407 completion "
     "tokens an answer, over the goal's half of CBS 4,4,5's: the CPU went to the required rows.",
 }
 REUSED = {"plain": "none", "bon16": GUIDE, "cbs4x4x5": GUIDE}  # method -> guide in trained_guide/answers.jsonl
 LABELS = {"plain": "plain sampling", "bon16": "BoN-16", "cbs4x4x5": "CBS 4,4,5", "bon8": "BoN-8", "bon4": "BoN-4",
-          "cbs2x4x5": "CBS 2,4,5", "cbs2x2x5": "CBS 2,2,5"}
+          "cbs2x4x5": "CBS 2,4,5", "cbs2x2x5": "CBS 2,2,5",
+          "cbs4x4x5-rerun": "CBS 4,4,5 rerun (control)"}
 
 
 # --- search --------------------------------------------------------------------------------------
@@ -204,7 +208,7 @@ class Data:
         self.by: dict[str, dict[int, dict]] = {}
         for a in rows:
             self.by.setdefault(a["method"], {})[a["opening"]] = a
-        self.methods = [m for m in list(REUSED) + list(NEW) if m in self.by]
+        self.methods = [m for m in list(REUSED) + list(NEW) if m in self.by and m != CONTROL]
         self.complete = {m: sorted(self.by[m]) for m in self.methods}
         self.judges = {"VADER": vader_compound, "TextBlob": textblob_polarity, "AFINN": afinn_sum}
 
@@ -213,6 +217,17 @@ class Data:
 
     def field(self, m: str, f: str) -> list[float]:
         return [self.by[m][i][f] for i in self.complete[m] if self.by[m][i].get(f) is not None]
+
+
+def control_line(d: Data) -> str:
+    """The control: CBS 4,4,5 rerun by this script on its own seeds, against the reused row's answers."""
+    rerun = d.by.get(CONTROL, {})
+    if not rerun:
+        return "Control (CBS 4,4,5 rerun here on its seeds): not run."
+    same = sum(a["text"] == d.by["cbs4x4x5"][i]["text"] for i, a in rerun.items())
+    return (f"Control: CBS 4,4,5 rerun by this script on its own seeds, openings {min(rerun)}-{max(rerun)}: {same} of "
+            f"{len(rerun)} answers word for word the reused row's, so the strategies' paired differences are "
+            "against the same search they would have run (their round 0 is its round 0).")
 
 
 def cost_of(a: dict) -> float:
@@ -347,7 +362,7 @@ def plot(d: Data) -> None:
 
 def report(args) -> str:
     d = Data(args.openings)
-    missing = {m: len(d.indices) - len(d.complete.get(m, [])) for m in list(REUSED) + list(NEW)}
+    missing = {m: len(d.indices) - len(d.complete.get(m, [])) for m in list(REUSED) + list(NEW) if m != CONTROL}
     missing_line = ", ".join(f"{label(m)}: {k} missing" for m, k in missing.items() if k) or "none"
     plot(d)
     return "\n".join([
@@ -364,6 +379,7 @@ def report(args) -> str:
         "new ones ran niced, two to four at a time, beside other jobs on 2 shared cores; prompt tokens and calls are "
         "what any upstream would bill.", *([""] + [f"{label(m)}: {why}" for m, why in STOPPED.items()] if STOPPED
                                             else []), "",
+        control_line(d), "",
         f"![frontier]({PLOT.name})", "",
         table(["method", "answers", "VADER", "TextBlob", "AFINN", "completion tok / answer", "prompt tok / answer",
                "calls / answer", "µUSD / answer", "wall s / answer", "upstream log-lik / token",
