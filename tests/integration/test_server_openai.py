@@ -116,6 +116,24 @@ def test_search_overrides_via_extra_body(live):
     assert e.value.body["param"] == "w2s.beams"
 
 
+def test_early_rejection_per_request_via_extra_body(live):
+    """`"w2s": {"reject_at": 1}`: two upstream calls a round, the cut draws in the trace, and a bad checkpoint a 400
+    naming it."""
+    raw = client(live).chat.completions.with_raw_response.create(
+        model=GUIDED, messages=REVIEW, max_tokens=8,
+        extra_body={"w2s": {"w": 2, "k": 2, "l": 4, "reject_at": 1, "trace": True}})
+    trace = raw.parse().model_extra["w2s"]
+    rounds = trace["rounds"]
+    assert int(raw.headers["x-w2s-upstream-calls"]) == 2 * len(rounds) == sum(r["upstream_calls"] for r in rounds)
+    cut = [c for r in rounds for c in r["candidates"] if c["cut_at"] is not None]
+    assert cut and all(c["cut_at"] == 1 and not c["kept"] and c["state"] == "pruned" for c in cut)
+    assert int(raw.headers["x-w2s-upstream-completion-tokens"]) <= len(rounds) * (4 * 1 + 2 * 3)
+    with pytest.raises(openai.BadRequestError) as e:
+        client(live).chat.completions.create(model=GUIDED, messages=REVIEW,
+                                             extra_body={"w2s": {"l": 4, "reject_at": 4}})
+    assert "reject_at" in e.value.body["message"]
+
+
 def test_stop_strings_cut_the_answer(live):
     """Greedy, so the same answer with and without stop strings: the stopped one is the other cut
     just before the first stop string, and says it stopped."""
