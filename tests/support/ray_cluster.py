@@ -10,6 +10,7 @@ Ray cluster on the machine too.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,8 +52,9 @@ class LocalRayCluster:
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
     def __enter__(self) -> "LocalRayCluster":
-        gcs, agent_http, agent_grpc, metrics, rt_env, node_mgr, obj_mgr = free_ports(7)
-        lo, hi = _worker_port_range()
+        ports = free_ports(7)
+        gcs, agent_http, agent_grpc, metrics, rt_env, node_mgr, obj_mgr = ports
+        lo, hi = _worker_port_range(avoid=ports)
         self.address = f"127.0.0.1:{gcs}"
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
                "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", str(self.num_cpus),
@@ -102,8 +104,30 @@ class LocalRayCluster:
         self.stop()
 
 
-def _worker_port_range(width: int = 200) -> tuple[int, int]:
-    """A block of ports no one listens on now (Ray's workers bind inside it)."""
-    base = free_ports(1)[0]
-    lo = min(max(base, 20000), 60000 - width)
-    return lo, lo + width
+def _worker_port_range(avoid: list[int], width: int = 200) -> tuple[int, int]:
+    """A block of ports no one listens on now (Ray's workers bind inside it), below the kernel's ephemeral range:
+    the other components' ports are ephemeral ones (free_ports), and Ray refuses a worker range that holds any of
+    them (a flaky `worker_ports ... used by other components` when the block was drawn from the same range)."""
+    top = _ephemeral_low() - width - 1
+    for _ in range(100):
+        lo = random.randint(min(20000, top), top)
+        block = range(lo, lo + width + 1)
+        if not set(block) & set(avoid) and all(_bindable(p) for p in block):
+            return lo, lo + width
+    raise RuntimeError("no free block of ports for Ray's workers")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
