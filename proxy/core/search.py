@@ -35,7 +35,7 @@ from w2s.proxy.core.errors import UpstreamError
 from w2s.proxy.core.interfaces import Sampler, ScoringSession
 from w2s.proxy.core.modes import SearchMode, decide_mode
 from w2s.proxy.core.search_allocate import AllocateSteps
-from w2s.proxy.core.search_beams import ROOT, Beam, Draw, committed_prefix, distinct_pool
+from w2s.proxy.core.search_beams import ROOT, Beam, Draw, by_score, committed_prefix, distinct_pool
 from w2s.proxy.core.search_budget import MoneySteps, Spent
 from w2s.proxy.core.search_early import EarlySteps
 from w2s.proxy.core.search_whole import WholeAnswerSteps
@@ -242,11 +242,8 @@ class _Search(WholeAnswerSteps, AllocateSteps, MoneySteps, EarlySteps):
         return (self.scorer.tokens_computed if self.scorer is not None else 0) - before
 
     def select(self, candidates: list[Beam]) -> list[Beam]:
-        # Stable sort: ties go to the earlier candidate, as in the paper's topk.
         # A rejected candidate (the output format) and one cut at the checkpoint (reject_at) are never kept.
-        valid = [b for b in candidates if b.rejected is None and b.cut_at is None]
-        ranked = sorted(valid, key=lambda b: -(b.score if b.score is not None else 0.0))
-        return ranked[: self.width]
+        return by_score([b for b in candidates if b.rejected is None and b.cut_at is None])[: self.width]
 
     def trace(self, index: int, candidates: list[Beam], spent: Spent, scorer_tokens: int,
               score_seconds: float, sampled: SampleResult) -> RoundTrace:

@@ -71,3 +71,8 @@ def committed_prefix(texts: list[str]) -> str:
 
 def beam_score(b: Beam) -> float:
     return b.score if b.score is not None else 0.0
+
+
+def by_score(beams: list[Beam]) -> list[Beam]:
+    """Best first; a stable sort, so ties go to the earlier beam, as in the paper's topk."""
+    return sorted(beams, key=lambda b: -beam_score(b))

@@ -4,7 +4,7 @@ A part of the search (proxy/core/search.py `_Search`), as a mixin over its state
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from w2s.proxy.core.cost import Prices, Usage, tokens_affordable
 from w2s.proxy.core.search_beams import Beam
@@ -25,9 +25,7 @@ class Spent:
 
     def plus(self, other: "Spent") -> "Spent":
         """Both calls of one round (early rejection draws a chunk in two)."""
-        return Spent(*(getattr(self, f) + getattr(other, f) for f in
-                       ("calls", "prompt_tokens", "completion_tokens", "failed", "seconds", "cached_tokens",
-                        "cache_write_tokens")))
+        return Spent(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(Spent)})
 
     @property
     def usage(self) -> Usage:

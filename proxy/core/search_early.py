@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from w2s.proxy.core.search_beams import Beam, Draw
+from w2s.proxy.core.search_beams import Beam, Draw, by_score, distinct_pool
 from w2s.proxy.core.search_budget import Spent
 from w2s.proxy.core.types import SampleResult, SearchParams
 
@@ -33,10 +33,8 @@ class EarlySteps:
 
     def early_at(self) -> int | None:
         """Tokens into a chunk where this round's draws are scored and cut; None: whole chunks (CBS)."""
-        p = self.params
-        if p.reject_at is None or p.l is None or not self.exact or self.whole or p.reject_at >= p.l:
-            return None
-        return p.reject_at
+        # SearchParams.validate holds reject_at in [1, l): only whole answers or a non-exact upstream turn it off.
+        return None if not self.exact or self.whole else self.params.reject_at
 
     async def draw_early(self, draws: list[Draw], index: int, at: int
                          ) -> tuple[list[Beam], SampleResult, Spent, int]:
@@ -65,13 +63,10 @@ class EarlySteps:
     async def cut(self, partials: list[Beam], at: int) -> tuple[list[Beam], list[Beam], int]:
         """Scores the distinct partial answers at the checkpoint -> (the top reject_keep and any finished,
         the rest marked cut, scorer tokens). Identical partials are one: a survivor slot each is distinct text."""
-        seen: dict[tuple, Beam] = {}
-        for b in partials:
-            seen.setdefault(b.key, b)
-        distinct = list(seen.values())
+        distinct = distinct_pool(partials)  # numbered here only; the round's pool numbers them again
         scorer_tokens = await self.score(distinct)
         keep = self.params.reject_keep or self.width
-        ranked = sorted(distinct, key=lambda b: -(b.score if b.score is not None else 0.0))  # stable: ties to the first
+        ranked = by_score(distinct)
         survivors = ranked[:keep] + [b for b in ranked[keep:] if b.finished]  # a finished one cost no more: it competes
         cut = [replace(b, cut_at=at) for b in ranked[keep:] if not b.finished]
         return survivors, cut, scorer_tokens
