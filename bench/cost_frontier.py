@@ -24,6 +24,7 @@ import sys
 import time
 
 from bench.lib import guide_pipeline as gp
+from bench.lib.frontier_plot import Point, plot_frontier
 from bench.lib.machine import machine, today
 from bench.lib.openings import OPENINGS
 from bench.lib.procs import Child, bench_cmd, wait_all
@@ -211,9 +212,15 @@ class Data:
         self.methods = [m for m in list(REUSED) + list(NEW) if m in self.by and m != CONTROL]
         self.complete = {m: sorted(self.by[m]) for m in self.methods}
         self.judges = {"VADER": vader_compound, "TextBlob": textblob_polarity, "AFINN": afinn_sum}
+        # Each answer judged once, each method summed once: every table, line and panel asks again.
+        self._judged: dict[tuple[str, str, int], float] = {}
+        self.summaries: dict[str, dict] = {}
 
     def judged(self, m: str, judge: str, openings: list[int]) -> list[float]:
-        return [self.judges[judge](self.by[m][i]["text"]) for i in openings]
+        for i in openings:
+            if (m, judge, i) not in self._judged:
+                self._judged[m, judge, i] = self.judges[judge](self.by[m][i]["text"])
+        return [self._judged[m, judge, i] for i in openings]
 
     def field(self, m: str, f: str) -> list[float]:
         return [self.by[m][i][f] for i in self.complete[m] if self.by[m][i].get(f) is not None]
@@ -238,6 +245,12 @@ def cost_of(a: dict) -> float:
 
 
 def summary(d: Data, m: str) -> dict:
+    if m not in d.summaries:
+        d.summaries[m] = _summary(d, m)
+    return d.summaries[m]
+
+
+def _summary(d: Data, m: str) -> dict:
     n = len(d.complete[m])
     tot = {f: sum(d.field(m, f)) for f in ("upstream_tokens", "prompt_tokens", "upstream_calls", "seconds")}
     return {"n": n, **{f: per_item(v, n) for f, v in tot.items()},
@@ -316,48 +329,12 @@ def _sig_worse(d: Data, m: str, ref: str, judge: str, both: list[int]) -> bool:
     return mu < 0 and abs(mu) > 2 * se
 
 
-FAMILIES = {  # how a method's point looks: one colour per kind of search, a marker per setting
-    "plain": "#7f7f7f", "bon": "#1f77b4", "cbs": "#2ca02c", "k_tau": "#ff7f0e", "decide_after": "#9467bd",
-    "reject_at": "#d62728", "decide_after+reject_at": "#8c564b"}
-
-
-def family(m: str) -> str:
-    opts = [o.split("=")[0] for o in m.split("+")[1:]]
-    if "decide_after" in opts and "reject_at" in opts:
-        return "decide_after+reject_at"
-    for f in ("reject_at", "decide_after", "k_tau"):
-        if f in opts:
-            return f
-    return "plain" if m == "plain" else "bon" if m.startswith("bon") else "cbs"
-
-
 def plot(d: Data) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 6.2))
-    markers, seen = "osD^vP*Xh", {}
-    for ax, j in zip(axes, d.judges):
-        for m in d.methods:
-            s = summary(d, m)
-            mu, se = s[j]
-            f = family(m)
-            marker = markers[seen.setdefault(m, sum(family(k) == f for k in seen)) % len(markers)]
-            n = f" ({s['n']} openings)" if s["n"] < len(d.indices) else ""
-            ax.errorbar(s["upstream_tokens"], mu, yerr=se, fmt=marker, color=FAMILIES[f], ms=7, capsize=3,
-                        label=label(m) + n)
-        ax.axvline(summary(d, "cbs4x4x5")["upstream_tokens"] / 2, color="#444", ls=":", lw=1)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("upstream completion tokens per answer (dotted: half of CBS 4,4,5's)")
-        ax.set_ylabel(f"{j} (mean ± s.e.)")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle("Cost/quality frontier: Gemma 3 270M guided by the trained SmolLM2 pair, 50-token answers")
-    fig.tight_layout(rect=(0, 0.2, 1, 1))
-    fig.savefig(PLOT, dpi=110)
+    points = [Point(m, label(m) + (f" ({s['n']} openings)" if s["n"] < len(d.indices) else ""),
+                    s["upstream_tokens"], {j: s[j] for j in d.judges})
+              for m in d.methods for s in [summary(d, m)]]
+    plot_frontier(points, list(d.judges), summary(d, "cbs4x4x5")["upstream_tokens"] / 2, "half of CBS 4,4,5's",
+                  "Cost/quality frontier: Gemma 3 270M guided by the trained SmolLM2 pair, 50-token answers", PLOT)
 
 
 def report(args) -> str:
